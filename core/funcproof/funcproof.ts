@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 import { normalizeCode } from "../disasm/normalize.ts";
 import { ElfFile, type Section } from "../elf/elf-file.ts";
@@ -91,11 +91,11 @@ export function buildFuncProof(src: ByteSource, opts: FuncProofOptions): FuncPro
       const data = elf.sectionData(f.section);
       const at = f.fileOffset - f.section.offset;
       const bytes = data.subarray(at, at + Number(f.end - f.start));
-      hashes = { sha256: createHash("sha256").update(bytes).digest("hex") };
+      hashes = { sha256: hash("sha256", bytes, "hex") };
       if (normalization !== "none") {
         const norm = normalizeCode(arch, bytes);
         undecodable += norm.invalid;
-        hashes.normSha256 = createHash("sha256").update(norm.bytes).digest("hex");
+        hashes.normSha256 = hash("sha256", norm.bytes, "hex");
       }
       byRange.set(key, hashes);
     }
@@ -128,7 +128,7 @@ function hashSection(elf: ElfFile, sec: Section, limit: number, blake3: Blake3 |
   }
   try {
     const data = elf.sectionData(sec);
-    out.sha256 = createHash("sha256").update(data).digest("hex");
+    out.sha256 = hash("sha256", data, "hex");
     if (blake3) out.blake3 = blake3.hex(data);
   } catch (err) {
     if (err instanceof ElfError && err.code === "ELF_LIMIT") out.skipped = err.message;
