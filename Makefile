@@ -5,7 +5,7 @@ export PATH := $(TOOLS)/node_modules/.bin:$(PATH)
 
 TESTS := "core/**/*.test.ts" "cli/**/*.test.ts"
 
-.PHONY: build test lint bench clean tools deps fixtures
+.PHONY: build test lint bench clean tools deps fixtures oracles
 
 build: deps
 	npx tsc -p tsconfig.json
@@ -26,7 +26,14 @@ node_modules/.installed: package-lock.json | tools
 fixtures:
 	$(MAKE) -C core/testdata
 
-test: build fixtures
+# Python securesystemslib: an independent DSSE implementation the tests verify our envelopes with.
+oracles: $(TOOLS)/venv/.installed
+$(TOOLS)/venv/.installed: core/dsse/testdata/requirements.txt
+	python3 -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install -q -r core/dsse/testdata/requirements.txt
+	touch $@
+
+test: build fixtures oracles
 	node --test --test-reporter=spec $(TESTS)
 
 lint: deps

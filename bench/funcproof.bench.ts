@@ -20,7 +20,7 @@ const RUNS = 5;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 function timeMs(fn: () => void, runs = RUNS): number {
@@ -42,7 +42,9 @@ const size = readFileSync(FILE).length;
 const fmt = (ms: number): string => `${ms.toFixed(1)} ms`;
 
 // Reference 1: binutils disassembling the same file.
-const objdumpMs = timeMs(() => sh(`objdump -d '${FILE}' > /dev/null`), 3);
+const objdumpMs = timeMs(() => {
+  sh(`objdump -d '${FILE}' > /dev/null`);
+}, 3);
 
 // Reference 2: OpenSSL's SHA-256 throughput. One 4.7 MB file is dominated by process start-up,
 // so OpenSSL hashes a file of 32 copies (start-up amortised), and we compare MB/s.
@@ -53,7 +55,9 @@ const fd = openSync(big, "w");
 for (let i = 0; i < 32; i++) writeSync(fd, fileBytes);
 closeSync(fd);
 sh(`cat '${big}' > /dev/null`); // warm the page cache
-const opensslMs = timeMs(() => sh(`openssl dgst -sha256 '${big}' > /dev/null`), 3);
+const opensslMs = timeMs(() => {
+  sh(`openssl dgst -sha256 '${big}' > /dev/null`);
+}, 3);
 const opensslMBs = (32 * size) / 1e6 / (opensslMs / 1000);
 rmSync(dir, { recursive: true, force: true });
 
@@ -112,7 +116,10 @@ const normalizeMs = timeMs(() => {
 src.close();
 
 const rows: [string, string][] = [
-  ["file", `${FILE} (${(size / 1e6).toFixed(1)} MB, ${nFunctions} functions, ${(codeBytes / 1e6).toFixed(1)} MB of function code)`],
+  [
+    "file",
+    `${FILE} (${(size / 1e6).toFixed(1)} MB, ${nFunctions} functions, ${(codeBytes / 1e6).toFixed(1)} MB of function code)`,
+  ],
   ["objdump -d (reference)", fmt(objdumpMs)],
   ["stella FuncProof, whole", fmt(wholeMs)],
   ["  ratio FuncProof / objdump", `${(wholeMs / objdumpMs).toFixed(3)}  (goal < 1)`],

@@ -19,7 +19,9 @@ export function action<A extends unknown[]>(
         process.stderr.write(`stella: ${err.code}: ${err.message}\n`);
         invocation.exitCode = EXIT_INPUT;
       } else {
-        process.stderr.write(`stella: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.stderr.write(
+          `stella: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+        );
         invocation.exitCode = EXIT_INTERNAL;
       }
     }

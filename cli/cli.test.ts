@@ -15,7 +15,15 @@ function stella(...args: string[]): { code: number; stdout: string; stderr: stri
 }
 
 test("--help works on every command", () => {
-  for (const cmd of [[], ["funcproof"], ["scan"], ["scan", "diff"], ["attest", "sign"], ["attest", "verify"], ["keygen"]]) {
+  for (const cmd of [
+    [],
+    ["funcproof"],
+    ["scan"],
+    ["scan", "diff"],
+    ["attest", "sign"],
+    ["attest", "verify"],
+    ["keygen"],
+  ]) {
     const r = stella(...cmd, "--help");
     assert.equal(r.code, 0, `${cmd.join(" ")}: ${r.stderr}`);
     assert.match(r.stdout, /Usage: stella/);
@@ -59,7 +67,18 @@ test("the README flow: keygen, signed funcproof and scan diff, attest verify; ta
   assert.match(ok.stdout, /stellaops\.funcproof\.v1/);
 
   const diff = join(dir, "diff.dsse.json");
-  const d = stella("scan", "diff", "--base", `${FIXTURES}prog-v1`, "--target", `${FIXTURES}prog-v2`, "--sign", `${key}.key`, "--out", diff);
+  const d = stella(
+    "scan",
+    "diff",
+    "--base",
+    `${FIXTURES}prog-v1`,
+    "--target",
+    `${FIXTURES}prog-v2`,
+    "--sign",
+    `${key}.key`,
+    "--out",
+    diff,
+  );
   assert.equal(d.code, 0, d.stderr);
   assert.equal(stella("attest", "verify", "--key", `${key}.pub`, diff).code, 0);
   const envelope = JSON.parse(readFileSync(diff, "utf8")) as { payload: string };
@@ -71,7 +90,12 @@ test("the README flow: keygen, signed funcproof and scan diff, attest verify; ta
   assert.deepEqual(statement.predicate.findings[0]!.functionsChanged.modified, ["parse_header"]);
 
   // One changed byte of the payload: verification must fail (exit 1), not pass or crash.
-  const tampered = { ...envelope, payload: Buffer.from(Buffer.from(envelope.payload, "base64").toString().replace("parse_header", "parse_headeR")).toString("base64") };
+  const tampered = {
+    ...envelope,
+    payload: Buffer.from(
+      Buffer.from(envelope.payload, "base64").toString().replace("parse_header", "parse_headeR"),
+    ).toString("base64"),
+  };
   writeFileSync(join(dir, "tampered.json"), JSON.stringify(tampered));
   const bad = stella("attest", "verify", "--key", `${key}.pub`, join(dir, "tampered.json"));
   assert.equal(bad.code, 1, bad.stderr);

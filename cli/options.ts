@@ -18,7 +18,9 @@ export function parseSections(value: string): string[] {
 export function parseByteSize(value: string): number {
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`"${value}" is not a size (e.g. 104857600, 100M, 1G)`);
-  const mult = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G"];
+  const mult = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[
+    (m[2] ?? "").toUpperCase() as "" | "K" | "M" | "G"
+  ];
   return Number(m[1]) * mult;
 }
 

@@ -38,10 +38,19 @@ export function registerFuncproof(program: Command): void {
     .argument("<FILE...>", "ELF files or artifacts")
     .option("--json", "print the FuncProof document(s) as canonical JSON (an array for several files)")
     .option("--out <DIR>", "write <name>.funcproof.json (and .funcproof.dsse.json when signed) per binary")
-    .option("--sign <KEY.pem>", "wrap each FuncProof in a DSSE-signed in-toto statement (repeatable)", collect)
+    .option(
+      "--sign <KEY.pem>",
+      "wrap each FuncProof in a DSSE-signed in-toto statement (repeatable)",
+      collect,
+    )
     .option("--sections <LIST>", "sections to hash, comma-separated", parseSections, DEFAULT_SECTIONS)
     .option("--blake3", "also record BLAKE3-256 of the file and of each section")
-    .option("--max-section-size <BYTES>", "skip hashing sections larger than this (K/M/G)", parseByteSize, DEFAULT_MAX_SECTION_BYTES)
+    .option(
+      "--max-section-size <BYTES>",
+      "skip hashing sections larger than this (K/M/G)",
+      parseByteSize,
+      DEFAULT_MAX_SECTION_BYTES,
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/",
@@ -69,7 +78,10 @@ async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promi
           maxSectionBytes: opts.maxSectionSize,
           ...(blake3 ? { blake3 } : {}),
         });
-        proofs.push({ proof, outName: single ? basename(input) : file.path.replace(/^\/+/, "").replaceAll("/", "_") });
+        proofs.push({
+          proof,
+          outName: single ? basename(input) : file.path.replace(/^\/+/, "").replaceAll("/", "_"),
+        });
       } finally {
         src.close();
       }

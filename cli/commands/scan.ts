@@ -3,7 +3,11 @@ import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 
 import { openArtifact } from "../../core/artifacts/artifact.ts";
-import { BINARYDIFF_PREDICATE_TYPE, binaryDiff, type BinaryDiffV1 } from "../../core/binarydiff/binarydiff.ts";
+import {
+  BINARYDIFF_PREDICATE_TYPE,
+  binaryDiff,
+  type BinaryDiffV1,
+} from "../../core/binarydiff/binarydiff.ts";
 import { canonicalJson } from "../../core/canonical-json.ts";
 import { attest } from "../../core/dsse/attest.ts";
 import { DEFAULT_MAX_SECTION_BYTES, DEFAULT_SECTIONS } from "../../core/funcproof/funcproof.ts";
@@ -35,12 +39,27 @@ export function registerScan(program: Command): void {
     .requiredOption("--base <A>", "the earlier release")
     .requiredOption("--target <B>", "the later release")
     .option("--json", "print the predicate (or, with --sign, the envelope) as canonical JSON")
-    .option("--sign <KEY.pem>", "sign as a DSSE in-toto statement, predicate stellaops.binarydiff.v1 (repeatable)", collect)
+    .option(
+      "--sign <KEY.pem>",
+      "sign as a DSSE in-toto statement, predicate stellaops.binarydiff.v1 (repeatable)",
+      collect,
+    )
     .option("--out <FILE>", "write the predicate (or the envelope, when signed) to FILE")
     .option("--sections <LIST>", "sections to compare, comma-separated", parseSections, DEFAULT_SECTIONS)
-    .option("--max-section-size <BYTES>", "skip hashing sections larger than this", parseByteSize, DEFAULT_MAX_SECTION_BYTES)
-    .option("--created-at <RFC3339>", "timestamp recorded in metadata (default: SOURCE_DATE_EPOCH, else none)")
-    .addHelpText("after", "\nExample:\n  stella scan diff --base app-1.0.tar --target app-1.1.tar --sign release.key --out diff.dsse.json")
+    .option(
+      "--max-section-size <BYTES>",
+      "skip hashing sections larger than this",
+      parseByteSize,
+      DEFAULT_MAX_SECTION_BYTES,
+    )
+    .option(
+      "--created-at <RFC3339>",
+      "timestamp recorded in metadata (default: SOURCE_DATE_EPOCH, else none)",
+    )
+    .addHelpText(
+      "after",
+      "\nExample:\n  stella scan diff --base app-1.0.tar --target app-1.1.tar --sign release.key --out diff.dsse.json",
+    )
     .action(action(async (opts: DiffOptions) => diffCommand(opts)));
 }
 

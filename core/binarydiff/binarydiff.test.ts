@@ -23,7 +23,11 @@ for (const arch of ["", ".aarch64-linux-gnu"]) {
     assert.equal(d.findings.length, 1);
     const f = d.findings[0]!;
     assert.equal(f.changeType, "modified");
-    assert.deepEqual(f.functionsChanged, { added: ["validate_input"], removed: [], modified: ["parse_header"] });
+    assert.deepEqual(f.functionsChanged, {
+      added: ["validate_input"],
+      removed: [],
+      modified: ["parse_header"],
+    });
     // Everything after the inserted function moved: raw bytes differ, normalised ones do not.
     assert.ok(f.functionsRelocated >= 2, `relocated ${f.functionsRelocated}`);
     assert.equal(f.sectionDeltas.find((s) => s.section === ".text")?.status, "modified");
@@ -72,7 +76,15 @@ test("directory trees pair binaries by path: modified, added, removed, unchanged
 });
 
 test("verdicts follow the seed's thresholds and explain themselves", () => {
-  const base = { identicalFile: false, changedSections: [".text"], functionLevel: true, functionsTotal: 1000, added: 0, removed: 0, exportsChanged: 0 };
+  const base = {
+    identicalFile: false,
+    changedSections: [".text"],
+    functionLevel: true,
+    functionsTotal: 1000,
+    added: 0,
+    removed: 0,
+    exportsChanged: 0,
+  };
   const backport = classify({ ...base, modified: 2 });
   assert.equal(backport.verdict, "patched");
   assert.ok(backport.confidence >= 0.9);

@@ -86,7 +86,12 @@ export function binaryDiff(base: Artifact, target: Artifact, opts: DiffOptions):
       target: { name: target.name, digest: target.digest, kind: target.kind },
     },
     findings,
-    metadata: { toolName: opts.tool, toolVersion: opts.toolVersion, sections: [...opts.sections].sort(), summary },
+    metadata: {
+      toolName: opts.tool,
+      toolVersion: opts.toolVersion,
+      sections: [...opts.sections].sort(),
+      summary,
+    },
   };
   if (opts.createdAt !== undefined) doc.metadata.createdAt = opts.createdAt;
   return doc;
@@ -99,9 +104,8 @@ function stripAlgo(digest: string): string {
 type Pair = [string, ArtifactFile | undefined, ArtifactFile | undefined];
 
 function pairFiles(base: Artifact, target: Artifact): Pair[] {
-  if (base.kind === "elf" && target.kind === "elf" && base.files.length === 1 && target.files.length === 1) {
-    return [[target.files[0]!.path, base.files[0], target.files[0]]];
-  }
+  const [b0, t0] = [base.files[0], target.files[0]];
+  if (base.kind === "elf" && target.kind === "elf" && b0 && t0) return [[t0.path, b0, t0]];
   const byPath = new Map<string, Pair>();
   for (const f of base.files) byPath.set(f.path, [f.path, f, undefined]);
   for (const f of target.files) {
@@ -115,7 +119,11 @@ function pairFiles(base: Artifact, target: Artifact): Pair[] {
 function proofOf(file: ArtifactFile, opts: DiffOptions): FuncProof {
   const src = file.open();
   try {
-    const p: Parameters<typeof buildFuncProof>[1] = { name: file.path, tool: opts.tool, sections: opts.sections };
+    const p: Parameters<typeof buildFuncProof>[1] = {
+      name: file.path,
+      tool: opts.tool,
+      sections: opts.sections,
+    };
     if (opts.maxSectionBytes !== undefined) p.maxSectionBytes = opts.maxSectionBytes;
     return buildFuncProof(src, p);
   } finally {
@@ -129,7 +137,12 @@ function side(p: FuncProof): { sha256: string; buildId?: string; arch: string } 
   return out;
 }
 
-function compareFile(path: string, b: ArtifactFile | undefined, t: ArtifactFile | undefined, opts: DiffOptions): Finding {
+function compareFile(
+  path: string,
+  b: ArtifactFile | undefined,
+  t: ArtifactFile | undefined,
+  opts: DiffOptions,
+): Finding {
   const empty = { added: [], removed: [], modified: [] };
   if (!b || !t) {
     const only = proofOf((b ?? t) as ArtifactFile, opts);
@@ -152,7 +165,16 @@ function compareFile(path: string, b: ArtifactFile | undefined, t: ArtifactFile 
     return f;
   }
   if (b.sha256 === t.sha256) {
-    const r = classify({ identicalFile: true, changedSections: [], functionLevel: false, functionsTotal: 0, added: 0, removed: 0, modified: 0, exportsChanged: 0 });
+    const r = classify({
+      identicalFile: true,
+      changedSections: [],
+      functionLevel: false,
+      functionsTotal: 0,
+      added: 0,
+      removed: 0,
+      modified: 0,
+      exportsChanged: 0,
+    });
     return {
       path,
       changeType: "unchanged",
@@ -170,9 +192,14 @@ function compareFile(path: string, b: ArtifactFile | undefined, t: ArtifactFile 
   const sectionDeltas = compareSections(pb, pt);
   const fc = compareFunctions(pb.functions, pt.functions);
   const incompatible =
-    pb.arch !== pt.arch || pb.elf.class !== pt.elf.class ? `base is ${pb.arch}/ELF${pb.elf.class}, target is ${pt.arch}/ELF${pt.elf.class}` : undefined;
+    pb.arch !== pt.arch || pb.elf.class !== pt.elf.class
+      ? `base is ${pb.arch}/ELF${pb.elf.class}, target is ${pt.arch}/ELF${pt.elf.class}`
+      : undefined;
   const functionLevel =
-    pb.functions.length > 0 && pt.functions.length > 0 && pb.meta.normalization !== "none" && pt.meta.normalization !== "none";
+    pb.functions.length > 0 &&
+    pt.functions.length > 0 &&
+    pb.meta.normalization !== "none" &&
+    pt.meta.normalization !== "none";
   const r = classify({
     identicalFile: false,
     ...(incompatible !== undefined ? { incompatible } : {}),
@@ -205,7 +232,13 @@ function compareSections(b: FuncProof, t: FuncProof): SectionDelta[] {
     const hb = b.sections[section]?.sha256;
     const ht = t.sections[section]?.sha256;
     const status: SectionStatus =
-      b.sections[section] === undefined ? "added" : t.sections[section] === undefined ? "removed" : hb === ht ? "identical" : "modified";
+      b.sections[section] === undefined
+        ? "added"
+        : t.sections[section] === undefined
+          ? "removed"
+          : hb === ht
+            ? "identical"
+            : "modified";
     const d: SectionDelta = { section, status };
     if (hb !== undefined) d.baseSha256 = hb;
     if (ht !== undefined) d.targetSha256 = ht;
@@ -245,7 +278,10 @@ function compareFunctions(
       continue;
     }
     // Normalised hashes ignore code that merely moved; without them, raw bytes decide.
-    const same = fb.normSha256 !== undefined && ft.normSha256 !== undefined ? fb.normSha256 === ft.normSha256 : fb.sha256 === ft.sha256;
+    const same =
+      fb.normSha256 !== undefined && ft.normSha256 !== undefined
+        ? fb.normSha256 === ft.normSha256
+        : fb.sha256 === ft.sha256;
     if (!same) modified.push(k);
     else if (fb.sha256 !== ft.sha256) relocated++;
   }
@@ -261,7 +297,10 @@ function exportsChanged(b: ArtifactFile, t: ArtifactFile): number {
       const elf = ElfFile.open(src);
       return new Set(
         readSymbols(elf, ".dynsym")
-          .filter((s) => (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) && s.shndx !== 0 && s.shndx < SHN_LORESERVE)
+          .filter(
+            (s) =>
+              (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) && s.shndx !== 0 && s.shndx < SHN_LORESERVE,
+          )
           .map((s) => `${s.name}@${s.version ?? ""}`),
       );
     } finally {

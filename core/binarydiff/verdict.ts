@@ -37,13 +37,16 @@ export function classify(v: VerdictInput): VerdictResult {
   if (v.incompatible !== undefined) {
     return { verdict: "incompatible", confidence: 0, reasons: [`cannot compare: ${v.incompatible}`] };
   }
-  if (v.identicalFile) return { verdict: "vanilla", confidence: 1, reasons: ["file bytes identical (sha256)"] };
+  if (v.identicalFile)
+    return { verdict: "vanilla", confidence: 1, reasons: ["file bytes identical (sha256)"] };
   const codeChanged = v.changedSections.some((s) => CODE_SECTIONS.has(s));
   if (!codeChanged && v.modified + v.added + v.removed === 0) {
     return {
       verdict: "vanilla",
       confidence: 0.95,
-      reasons: [`code sections identical; only ${v.changedSections.join(", ") || "non-section bytes"} differ`],
+      reasons: [
+        `code sections identical; only ${v.changedSections.join(", ") || "non-section bytes"} differ`,
+      ],
     };
   }
   let c = 0.5;
@@ -58,10 +61,17 @@ export function classify(v: VerdictInput): VerdictResult {
     c += 0.15;
     reasons.push("+0.15 exported functions unchanged (ABI-stable, as a backport is)");
   } else {
-    reasons.push(`+0.00 ${v.exportsChanged} exported functions added or removed (an ABI change, not a backport)`);
+    reasons.push(
+      `+0.00 ${v.exportsChanged} exported functions added or removed (an ABI change, not a backport)`,
+    );
   }
   const touched = v.modified + v.added + v.removed;
-  if (v.functionLevel && touched > 0 && touched <= LOCAL_MAX_FUNCTIONS && touched <= v.functionsTotal * LOCAL_SHARE) {
+  if (
+    v.functionLevel &&
+    touched > 0 &&
+    touched <= LOCAL_MAX_FUNCTIONS &&
+    touched <= v.functionsTotal * LOCAL_SHARE
+  ) {
     c += 0.1;
     reasons.push(`+0.10 localised: ${touched} of ${v.functionsTotal} functions touched`);
   } else if (v.functionLevel) {

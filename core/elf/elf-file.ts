@@ -164,7 +164,13 @@ export class ElfFile {
 
 function readHeader(src: ByteSource): ElfHeader {
   if (src.size < 16) {
-    throw new ElfError("ELF_NOT_ELF", src.name, "e_ident", 0, `file is ${src.size} bytes, too short for an ELF header`);
+    throw new ElfError(
+      "ELF_NOT_ELF",
+      src.name,
+      "e_ident",
+      0,
+      `file is ${src.size} bytes, too short for an ELF header`,
+    );
   }
   const ident = src.read(0, 16);
   if (ident[0] !== 0x7f || ident[1] !== 0x45 || ident[2] !== 0x4c || ident[3] !== 0x46) {
@@ -181,7 +187,13 @@ function readHeader(src: ByteSource): ElfHeader {
   const is64 = cls === ELFCLASS64;
   const ehsize = is64 ? 64 : 52;
   if (src.size < ehsize) {
-    throw new ElfError("ELF_TRUNCATED", src.name, "ELF header", 0, `file is ${src.size} bytes, header needs ${ehsize}`);
+    throw new ElfError(
+      "ELF_TRUNCATED",
+      src.name,
+      "ELF header",
+      0,
+      `file is ${src.size} bytes, header needs ${ehsize}`,
+    );
   }
   const r = new FieldReader(src.read(0, ehsize), 0, data === ELFDATA2LSB, src.name);
   const elfClass = is64 ? 64 : 32;
@@ -214,7 +226,13 @@ function readProgramHeaders(elf: ElfFile): ProgramHeader[] {
   const is64 = elf.is64;
   const minSize = is64 ? 56 : 32;
   if (h.phentsize < minSize) {
-    throw new ElfError("ELF_BAD_FIELD", elf.name, "e_phentsize", is64 ? 54 : 42, `${h.phentsize} is smaller than ${minSize}`);
+    throw new ElfError(
+      "ELF_BAD_FIELD",
+      elf.name,
+      "e_phentsize",
+      is64 ? 54 : 42,
+      `${h.phentsize} is smaller than ${minSize}`,
+    );
   }
   const r = elf.reader(h.phoff, h.phnum * h.phentsize, "program header table");
   const out: ProgramHeader[] = [];
@@ -250,7 +268,12 @@ function readProgramHeaders(elf: ElfFile): ProgramHeader[] {
   return out;
 }
 
-function readSectionHeader(r: FieldReader, b: number, i: number, is64: boolean): Omit<Section, "name"> & { nameOff: number } {
+function readSectionHeader(
+  r: FieldReader,
+  b: number,
+  i: number,
+  is64: boolean,
+): Omit<Section, "name"> & { nameOff: number } {
   const f = `section header ${i}`;
   if (is64) {
     return {
@@ -288,7 +311,13 @@ function readSections(elf: ElfFile): Section[] {
   const is64 = elf.is64;
   const minSize = is64 ? 64 : 40;
   if (h.shentsize < minSize) {
-    throw new ElfError("ELF_BAD_FIELD", elf.name, "e_shentsize", is64 ? 58 : 46, `${h.shentsize} is smaller than ${minSize}`);
+    throw new ElfError(
+      "ELF_BAD_FIELD",
+      elf.name,
+      "e_shentsize",
+      is64 ? 58 : 46,
+      `${h.shentsize} is smaller than ${minSize}`,
+    );
   }
   // Extended numbering (gABI "Sections"): e_shnum 0 and e_shstrndx SHN_XINDEX defer to section 0.
   let count = h.shnum;
@@ -299,7 +328,13 @@ function readSections(elf: ElfFile): Section[] {
     if (strndx === SHN_XINDEX) strndx = zero.link;
   }
   if (count > MAX_HEADERS) {
-    throw new ElfError("ELF_LIMIT", elf.name, "section count", h.shoff, `${count} sections exceeds the limit of ${MAX_HEADERS}`);
+    throw new ElfError(
+      "ELF_LIMIT",
+      elf.name,
+      "section count",
+      h.shoff,
+      `${count} sections exceeds the limit of ${MAX_HEADERS}`,
+    );
   }
   const r = elf.reader(h.shoff, count * h.shentsize, "section header table");
   const raw = [];
@@ -309,7 +344,13 @@ function readSections(elf: ElfFile): Section[] {
   if (strndx !== 0) {
     const strSec = raw[strndx];
     if (!strSec) {
-      throw new ElfError("ELF_BAD_FIELD", elf.name, "e_shstrndx", undefined, `section ${strndx} does not exist (${count} sections)`);
+      throw new ElfError(
+        "ELF_BAD_FIELD",
+        elf.name,
+        "e_shstrndx",
+        undefined,
+        `section ${strndx} does not exist (${count} sections)`,
+      );
     }
     names = elf.sectionData({ ...strSec, name: ".shstrtab" });
   }

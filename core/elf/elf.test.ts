@@ -30,7 +30,9 @@ test(".gnu_debuglink matches readelf's string dump", async () => {
   assert.equal(link.file, name);
   // The CRC is the last 4 bytes of the section (file byte order).
   const hex = await run("readelf", ["-W", "--hex-dump=.gnu_debuglink", LIBCRYPTO]);
-  const words = [...hex.stdout.matchAll(/0x[0-9a-f]+ ((?:[0-9a-f]{2,8} ){1,4})/g)].flatMap((m) => m[1]!.trim().split(" "));
+  const words = [...hex.stdout.matchAll(/0x[0-9a-f]+ ((?:[0-9a-f]{2,8} ){1,4})/g)].flatMap((m) =>
+    m[1]!.trim().split(" "),
+  );
   const last = words.join("").slice(-8);
   assert.equal(link.crc32, Buffer.from(last, "hex").readUInt32LE(0));
 });
@@ -77,13 +79,19 @@ test("a hostile section entry size is refused, not trusted", () => {
   const bytes = Buffer.from(readFileSync(`${FIXTURES}prog-v1`));
   bytes.writeUInt16LE(8, 58); // e_shentsize
   const elf = ElfFile.open(new BufferByteSource(bytes, "hostile"));
-  assert.throws(() => elf.sections(), { code: "ELF_BAD_FIELD", message: /e_shentsize.*8 is smaller than 64/ });
+  assert.throws(() => elf.sections(), {
+    code: "ELF_BAD_FIELD",
+    message: /e_shentsize.*8 is smaller than 64/,
+  });
 });
 
 test("a section larger than maxSectionBytes is refused with the limit in the message", () => {
   const elf = ElfFile.open(new FileByteSource(LIBCRYPTO), { maxSectionBytes: 1024 });
   const text = elf.section(".text");
   assert.ok(text);
-  assert.throws(() => elf.sectionData(text), { code: "ELF_LIMIT", message: /\.text sh_size.*limit of 1024 bytes/ });
+  assert.throws(() => elf.sectionData(text), {
+    code: "ELF_LIMIT",
+    message: /\.text sh_size.*limit of 1024 bytes/,
+  });
   elf.close();
 });

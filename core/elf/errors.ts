@@ -19,7 +19,10 @@ export class ElfError extends StellaError<ElfErrorCode> {
   readonly offset: number | undefined;
 
   constructor(code: ElfErrorCode, file: string, field: string, offset: number | undefined, detail: string) {
-    super(code, `${file}: ${field}${offset === undefined ? "" : ` (at offset 0x${offset.toString(16)})`}: ${detail}`);
+    super(
+      code,
+      `${file}: ${field}${offset === undefined ? "" : ` (at offset 0x${offset.toString(16)})`}: ${detail}`,
+    );
     this.file = file;
     this.field = field;
     this.offset = offset;

@@ -21,7 +21,13 @@ export class FieldReader {
 
   private check(at: number, width: number, field: string): void {
     if (at < 0 || at + width > this.bytes.length) {
-      throw new ElfError("ELF_TRUNCATED", this.file, field, this.base + at, `needs ${width} bytes past the end of the data`);
+      throw new ElfError(
+        "ELF_TRUNCATED",
+        this.file,
+        field,
+        this.base + at,
+        `needs ${width} bytes past the end of the data`,
+      );
     }
   }
 
@@ -58,7 +64,13 @@ export class FieldReader {
     if (!is64) return this.u32(at, field);
     const v = this.u64(at, field);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new ElfError("ELF_BAD_FIELD", this.file, field, this.base + at, `value 0x${v.toString(16)} is not a file offset or size`);
+      throw new ElfError(
+        "ELF_BAD_FIELD",
+        this.file,
+        field,
+        this.base + at,
+        `value 0x${v.toString(16)} is not a file offset or size`,
+      );
     }
     return Number(v);
   }

@@ -11,7 +11,12 @@ import { readBuildId, readDebugLink, readNotes } from "./notes.ts";
 import { readSymbols } from "./symbols.ts";
 
 const FIXTURES = new URL("../testdata/out/", import.meta.url).pathname;
-const SEEDS = ["/usr/bin/true", `${FIXTURES}prog-v1`, `${FIXTURES}prog-v1.mips-linux-gnu`, `${FIXTURES}prog-v1.i686-linux-gnu`];
+const SEEDS = [
+  "/usr/bin/true",
+  `${FIXTURES}prog-v1`,
+  `${FIXTURES}prog-v1.mips-linux-gnu`,
+  `${FIXTURES}prog-v1.i686-linux-gnu`,
+];
 const ROUNDS_PER_SEED = 5000;
 
 /** xorshift32: deterministic, so a failure reproduces from the printed round number. */
@@ -60,7 +65,8 @@ test("mutated ELF files give ElfError or parse; nothing else", { timeout: 120_00
       const kind = round % 3;
       if (kind === 0) {
         // Flip a few bytes in the headers.
-        for (let k = 0; k < 1 + Math.floor(rand() * 4); k++) buf[hot[Math.floor(rand() * hot.length)]!]! ^= 1 << Math.floor(rand() * 8);
+        for (let k = 0; k < 1 + Math.floor(rand() * 4); k++)
+          buf[hot[Math.floor(rand() * hot.length)]!]! ^= 1 << Math.floor(rand() * 8);
       } else if (kind === 1) {
         // Overwrite a 32-bit field with an extreme value.
         const at = hot[Math.floor(rand() * hot.length)]! & ~3;
@@ -80,6 +86,8 @@ test("mutated ELF files give ElfError or parse; nothing else", { timeout: 120_00
       }
     }
   }
-  t.diagnostic(`${inputs} mutated inputs, ${rejected} rejected with ElfError: ${JSON.stringify(Object.fromEntries(codes))}`);
+  t.diagnostic(
+    `${inputs} mutated inputs, ${rejected} rejected with ElfError: ${JSON.stringify(Object.fromEntries(codes))}`,
+  );
   assert.ok(rejected > inputs / 10, "mutations should break a good share of inputs");
 });

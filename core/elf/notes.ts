@@ -29,7 +29,13 @@ export function parseNotes(r: FieldReader, alignment: number): ElfNote[] {
     const descAt = align(nameAt + namesz, a);
     const end = align(descAt + descsz, a);
     if (descAt + descsz > r.bytes.length) {
-      throw new ElfError("ELF_TRUNCATED", r.file, "note n_descsz", r.base + at + 4, `note of ${descsz} bytes runs past its section`);
+      throw new ElfError(
+        "ELF_TRUNCATED",
+        r.file,
+        "note n_descsz",
+        r.base + at + 4,
+        `note of ${descsz} bytes runs past its section`,
+      );
     }
     const name = cString(r.bytes.subarray(nameAt, nameAt + namesz), 0) ?? "";
     out.push({ name, type, desc: r.bytes.subarray(descAt, descAt + descsz) });
@@ -43,16 +49,29 @@ export function readNotes(elf: ElfFile): ElfNote[] {
   const areas: { offset: number; size: number; align: number; field: string }[] = [];
   const secs = elf.sections().filter((s) => s.type === SHT_NOTE);
   if (secs.length > 0) {
-    for (const s of secs) areas.push({ offset: s.offset, size: s.size, align: Number(s.addralign), field: `section ${s.name}` });
+    for (const s of secs)
+      areas.push({ offset: s.offset, size: s.size, align: Number(s.addralign), field: `section ${s.name}` });
   } else {
     for (const p of elf.programHeaders()) {
-      if (p.type === PT_NOTE) areas.push({ offset: p.offset, size: p.filesz, align: Number(p.align), field: `program header ${p.index} (PT_NOTE)` });
+      if (p.type === PT_NOTE)
+        areas.push({
+          offset: p.offset,
+          size: p.filesz,
+          align: Number(p.align),
+          field: `program header ${p.index} (PT_NOTE)`,
+        });
     }
   }
   const out: ElfNote[] = [];
   for (const a of areas) {
     if (a.size > MAX_NOTE_BYTES) {
-      throw new ElfError("ELF_LIMIT", elf.name, `${a.field} size`, a.offset, `${a.size} bytes exceeds the note limit of ${MAX_NOTE_BYTES}`);
+      throw new ElfError(
+        "ELF_LIMIT",
+        elf.name,
+        `${a.field} size`,
+        a.offset,
+        `${a.size} bytes exceeds the note limit of ${MAX_NOTE_BYTES}`,
+      );
     }
     out.push(...parseNotes(elf.reader(a.offset, a.size, a.field), a.align));
   }
@@ -76,7 +95,14 @@ export function readDebugLink(elf: ElfFile): DebugLink | undefined {
   if (!sec) return undefined;
   const data = elf.sectionData(sec);
   const nul = data.indexOf(0);
-  if (nul < 0) throw new ElfError("ELF_BAD_FIELD", elf.name, ".gnu_debuglink file name", sec.offset, "not NUL-terminated");
+  if (nul < 0)
+    throw new ElfError(
+      "ELF_BAD_FIELD",
+      elf.name,
+      ".gnu_debuglink file name",
+      sec.offset,
+      "not NUL-terminated",
+    );
   const crcAt = align(nul + 1, 4);
   const r = new FieldReader(data, sec.offset, elf.littleEndian, elf.name);
   return { file: cString(data, 0) ?? "", crc32: r.u32(crcAt, ".gnu_debuglink crc32") };

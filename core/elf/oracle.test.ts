@@ -79,7 +79,8 @@ function ourDefinedSymbols(elf: ElfFile, table: SymbolTableName): Set<string> {
     if (s.shndx === 0 || s.type === STT_SECTION || s.type === STT_FILE || s.name === "") continue;
     let name = s.name;
     // binutils omits the version of a symbol named after its own version definition.
-    if (s.version !== undefined && s.version !== s.name) name += s.versionHidden ? `@${s.version}` : `@@${s.version}`;
+    if (s.version !== undefined && s.version !== s.name)
+      name += s.versionHidden ? `@${s.version}` : `@@${s.version}`;
     out.add(`${name} ${s.value.toString(16)}`);
   }
   return out;
@@ -146,7 +147,11 @@ async function compareWithBinutils(files: string[]): Promise<SweepResult> {
         assert.ok(text !== undefined, `${path}: readelf printed nothing`);
         const cls = /Class:\s+ELF(\d+)/.exec(text)?.[1];
         const endian = /Data:\s+2's complement, (little|big) endian/.exec(text)?.[1];
-        assert.deepEqual([String(elf.header.elfClass), elf.header.endian], [cls, endian], `${path}: class/byte order`);
+        assert.deepEqual(
+          [String(elf.header.elfClass), elf.header.endian],
+          [cls, endian],
+          `${path}: class/byte order`,
+        );
         const ours = elf.sections().slice(1);
         const theirs = parseReadelfSections(text);
         assert.equal(ours.length, theirs.length, `${path}: section count`);
@@ -187,13 +192,19 @@ async function compareWithBinutils(files: string[]): Promise<SweepResult> {
   return res;
 }
 
-test("ELF parser agrees with readelf and nm on every ELF file of the machine", { timeout: 600_000 }, async (t) => {
-  const files = ROOTS.flatMap((r) => elfFilesUnder(r));
-  assert.ok(files.length > 200, `expected hundreds of ELF files, found ${files.length}`);
-  const r = await compareWithBinutils(files);
-  t.diagnostic(`${r.files} ELF files, ${r.sections} sections, ${r.buildIds} BuildIDs, ${r.symbols} defined symbols compared`);
-  assert.deepEqual(r.failures.slice(0, 10), [], `${r.failures.length} of ${r.files} files disagree`);
-});
+test(
+  "ELF parser agrees with readelf and nm on every ELF file of the machine",
+  { timeout: 600_000 },
+  async (t) => {
+    const files = ROOTS.flatMap((r) => elfFilesUnder(r));
+    assert.ok(files.length > 200, `expected hundreds of ELF files, found ${files.length}`);
+    const r = await compareWithBinutils(files);
+    t.diagnostic(
+      `${r.files} ELF files, ${r.sections} sections, ${r.buildIds} BuildIDs, ${r.symbols} defined symbols compared`,
+    );
+    assert.deepEqual(r.failures.slice(0, 10), [], `${r.failures.length} of ${r.files} files disagree`);
+  },
+);
 
 test("ELF32 and big-endian files (i686, s390x, mips builds) agree with readelf and nm", async (t) => {
   const dir = new URL("../testdata/out/", import.meta.url).pathname;

@@ -49,7 +49,13 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName): ElfSymbol[] {
 function linkedStrtab(elf: ElfFile, sec: Section, field: string): Uint8Array {
   const str = elf.sections()[sec.link];
   if (!str || str.type !== SHT_STRTAB) {
-    throw new ElfError("ELF_BAD_FIELD", elf.name, `${field} sh_link`, undefined, `section ${sec.link} is not a string table`);
+    throw new ElfError(
+      "ELF_BAD_FIELD",
+      elf.name,
+      `${field} sh_link`,
+      undefined,
+      `section ${sec.link} is not a string table`,
+    );
   }
   return elf.sectionData(str);
 }
@@ -59,7 +65,13 @@ function readSymbolTable(elf: ElfFile, sec: Section): ElfSymbol[] {
   const minEnt = is64 ? 24 : 16;
   const label = sec.name || `#${sec.index}`;
   if (sec.entsize < minEnt) {
-    throw new ElfError("ELF_BAD_FIELD", elf.name, `section ${label} sh_entsize`, undefined, `${sec.entsize} is smaller than ${minEnt}`);
+    throw new ElfError(
+      "ELF_BAD_FIELD",
+      elf.name,
+      `section ${label} sh_entsize`,
+      undefined,
+      `${sec.entsize} is smaller than ${minEnt}`,
+    );
   }
   const strtab = linkedStrtab(elf, sec, `section ${label}`);
   const data = elf.sectionData(sec);
@@ -80,10 +92,25 @@ function readSymbolTable(elf: ElfFile, sec: Section): ElfSymbol[] {
     const size = is64 ? r.u64(b + 16, `${f} st_size`) : BigInt(r.u32(b + 8, `${f} st_size`));
     const name = cString(strtab, nameOff);
     if (name === undefined) {
-      throw new ElfError("ELF_BAD_FIELD", elf.name, `${f} st_name`, sec.offset + b, `${nameOff} is outside the string table (${strtab.length} bytes)`);
+      throw new ElfError(
+        "ELF_BAD_FIELD",
+        elf.name,
+        `${f} st_name`,
+        sec.offset + b,
+        `${nameOff} is outside the string table (${strtab.length} bytes)`,
+      );
     }
     if (shndx === SHN_XINDEX && xindex) shndx = xindex.u32(i * 4, `${label} SHT_SYMTAB_SHNDX[${i}]`);
-    out.push({ index: i, name, value, size, type: info & 0xf, bind: info >> 4, visibility: other & 0x3, shndx });
+    out.push({
+      index: i,
+      name,
+      value,
+      size,
+      type: info & 0xf,
+      bind: info >> 4,
+      visibility: other & 0x3,
+      shndx,
+    });
   }
   return out;
 }

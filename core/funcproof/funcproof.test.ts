@@ -39,13 +39,22 @@ async function readelfSections(path: string): Promise<Map<string, ReadelfSection
   const re = /^\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s/;
   for (const line of out.stdout.split("\n")) {
     const m = re.exec(line);
-    if (m) map.set(m[1]!, { name: m[1]!, addr: BigInt(`0x${m[2]!}`), offset: parseInt(m[3]!, 16), size: parseInt(m[4]!, 16) });
+    if (m)
+      map.set(m[1]!, {
+        name: m[1]!,
+        addr: BigInt(`0x${m[2]!}`),
+        offset: parseInt(m[3]!, 16),
+        size: parseInt(m[4]!, 16),
+      });
   }
   return map;
 }
 
 /** FUNC/IFUNC symbols from readelf -s (or --dyn-syms): "value size name". */
-async function readelfFunctions(path: string, dyn: boolean): Promise<{ value: bigint; size: number; name: string }[]> {
+async function readelfFunctions(
+  path: string,
+  dyn: boolean,
+): Promise<{ value: bigint; size: number; name: string }[]> {
   const out = await run("readelf", [dyn ? "--dyn-syms" : "--syms", "-W", path]);
   const res = [];
   for (const line of out.stdout.split("\n")) {
@@ -65,7 +74,10 @@ test("section hashes equal OpenSSL's over the bytes readelf locates", async () =
     const s = secs.get(name)!;
     assert.equal(h.offset, s.offset, name);
     assert.equal(h.size, s.size, name);
-    const dgst = await run("sh", ["-c", `tail -c +${s.offset + 1} '${LIBCRYPTO}' | head -c ${s.size} | openssl dgst -sha256 -r`]);
+    const dgst = await run("sh", [
+      "-c",
+      `tail -c +${s.offset + 1} '${LIBCRYPTO}' | head -c ${s.size} | openssl dgst -sha256 -r`,
+    ]);
     assert.equal(h.sha256, dgst.stdout.split(" ")[0], `${name} sha256`);
   }
   const sum = await run("sha256sum", [LIBCRYPTO]);
@@ -100,7 +112,9 @@ test("function hashes match an independent SHA-256 over bytes located from reade
   const theirs = await readelfFunctions(path, false);
   const file = readFileSync(path);
   let checked = 0;
-  for (const t of theirs.filter((x) => x.size > 0 && x.value >= text.addr && x.value < text.addr + BigInt(text.size))) {
+  for (const t of theirs.filter(
+    (x) => x.size > 0 && x.value >= text.addr && x.value < text.addr + BigInt(text.size),
+  )) {
     const off = text.offset + Number(t.value - text.addr);
     const expect = bytesToHex(nobleSha256(file.subarray(off, off + t.size)));
     const ours = proof.functions.find((f) => f.sym === t.name && BigInt(f.start) === t.value);
@@ -112,7 +126,8 @@ test("function hashes match an independent SHA-256 over bytes located from reade
   for (let i = 1; i < proof.functions.length; i++) {
     const a = proof.functions[i - 1]!;
     const b = proof.functions[i]!;
-    if (a.start !== b.start) assert.ok(BigInt(a.end) <= BigInt(b.start) || BigInt(a.end) > BigInt(b.start), "bounded");
+    if (a.start !== b.start)
+      assert.ok(BigInt(a.end) <= BigInt(b.start) || BigInt(a.end) > BigInt(b.start), "bounded");
   }
 });
 
@@ -142,7 +157,11 @@ test("normalised hashes ignore code that moved; raw hashes do not", () => {
     const f1 = v1.functions.find((f) => f.sym === "checksum")!;
     const f2 = v2.functions.find((f) => f.sym === "checksum")!;
     assert.notEqual(f1.start, f2.start, `${arch}: checksum moved`);
-    assert.notEqual(f1.sha256, f2.sha256, `${arch}: its raw bytes differ (RIP/PC-relative access to weights)`);
+    assert.notEqual(
+      f1.sha256,
+      f2.sha256,
+      `${arch}: its raw bytes differ (RIP/PC-relative access to weights)`,
+    );
     assert.equal(f1.normSha256, f2.normSha256, `${arch}: normalised bytes are equal`);
     const p1 = v1.functions.find((f) => f.sym === "parse_header")!;
     const p2 = v2.functions.find((f) => f.sym === "parse_header")!;

@@ -63,7 +63,10 @@ export interface FuncProofOptions {
   maxSectionBytes?: number;
 }
 
-const NORMALIZATION: Record<string, string> = { x86_64: "x86_64-rel-rip-mask/1", aarch64: "aarch64-imm-mask/1" };
+const NORMALIZATION: Record<string, string> = {
+  x86_64: "x86_64-rel-rip-mask/1",
+  aarch64: "aarch64-imm-mask/1",
+};
 
 /** Builds the FuncProof of one ELF file. Deterministic: same bytes and options → same document. */
 export function buildFuncProof(src: ByteSource, opts: FuncProofOptions): FuncProof {

@@ -1,4 +1,12 @@
-import { SHF_EXECINSTR, SHN_LORESERVE, SHT_NOBITS, STT_FILE, STT_FUNC, STT_GNU_IFUNC, STT_SECTION } from "../elf/constants.ts";
+import {
+  SHF_EXECINSTR,
+  SHN_LORESERVE,
+  SHT_NOBITS,
+  STT_FILE,
+  STT_FUNC,
+  STT_GNU_IFUNC,
+  STT_SECTION,
+} from "../elf/constants.ts";
 import type { ElfFile, Section } from "../elf/elf-file.ts";
 import { readSymbols, type ElfSymbol, type SymbolTableName } from "../elf/symbols.ts";
 

@@ -57,7 +57,8 @@ export class FileByteSource implements ByteSource {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, buf, done, length - done, offset + done);
-      if (n === 0) throw new ByteSourceError("EOF", `${this.name}: file shrank while reading at ${offset + done}`);
+      if (n === 0)
+        throw new ByteSourceError("EOF", `${this.name}: file shrank while reading at ${offset + done}`);
       done += n;
     }
     this.bytesRead += length;
