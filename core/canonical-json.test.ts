@@ -29,7 +29,9 @@ test("RFC 8785 §3.2.3: properties sorted by UTF-16 code units, not code points"
   };
   const keys = Object.keys(JSON.parse(canonicalJson(input)) as object);
   // Object.keys would put "1" first (integer-like); read the order from the text instead.
-  const order = [...canonicalJson(input).matchAll(/"((?:[^"\\]|\\.)*)":/g)].map((m) => JSON.parse(`"${m[1]!}"`) as string);
+  const order = [...canonicalJson(input).matchAll(/"((?:[^"\\]|\\.)*)":/g)].map(
+    (m) => JSON.parse(`"${m[1]!}"`) as string,
+  );
   assert.deepEqual(order, ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\ud83d\ude00", "\ufb33"]);
   assert.equal(keys.length, 7);
 });

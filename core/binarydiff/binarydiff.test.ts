@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 
 import { openArtifact } from "../artifacts/artifact.ts";
+import { buildImage, dockerArchiveFiles, tarOfFiles } from "../artifacts/test-images.ts";
 import { canonicalJson } from "../canonical-json.ts";
 import { DEFAULT_SECTIONS } from "../funcproof/funcproof.ts";
 import { binaryDiff, type BinaryDiffV1 } from "./binarydiff.ts";
@@ -94,4 +95,58 @@ test("verdicts follow the seed's thresholds and explain themselves", () => {
   const dataOnly = classify({ ...base, changedSections: [".data"], modified: 0 });
   assert.equal(dataOnly.verdict, "vanilla");
   assert.equal(classify({ ...base, modified: 1, incompatible: "x" }).verdict, "incompatible");
+});
+
+test("image tarballs: layers applied in order, whiteouts honoured, binaries paired by path", async () => {
+  const root = mkdtempSync(join(tmpdir(), "bindiff-img-"));
+  const file = (p: string): Buffer => readFileSync(p);
+  const base = await buildImage([
+    {
+      compression: "gzip",
+      items: [
+        { path: "usr/bin/app", data: file(`${FIXTURES}prog-v1`) },
+        { path: "usr/bin/true", data: file("/usr/bin/true") },
+        { path: "usr/bin/false", data: file("/usr/bin/false") },
+      ],
+    },
+  ]);
+  // v2: a second layer replaces the app and deletes `false` with a whiteout.
+  const target = await buildImage([
+    {
+      compression: "gzip",
+      items: [
+        { path: "usr/bin/app", data: file(`${FIXTURES}prog-v1`) },
+        { path: "usr/bin/true", data: file("/usr/bin/true") },
+        { path: "usr/bin/false", data: file("/usr/bin/false") },
+      ],
+    },
+    {
+      compression: "zstd",
+      items: [
+        { path: "usr/bin/app", data: file(`${FIXTURES}prog-v2`) },
+        { path: "usr/bin/.wh.false", data: new Uint8Array(0) },
+      ],
+    },
+  ]);
+  const tarOf = async (img: typeof base, name: string): Promise<string> => {
+    const p = join(root, name);
+    writeFileSync(p, await tarOfFiles(dockerArchiveFiles(img)));
+    return p;
+  };
+  const d = await diff(await tarOf(base, "v1.tar"), await tarOf(target, "v2.tar"));
+  assert.deepEqual(
+    d.findings.map((f) => [f.path, f.changeType]),
+    [
+      ["/usr/bin/app", "modified"],
+      ["/usr/bin/false", "removed"],
+      ["/usr/bin/true", "unchanged"],
+    ],
+  );
+  assert.deepEqual(d.findings[0]!.functionsChanged, {
+    added: ["validate_input"],
+    removed: [],
+    modified: ["parse_header"],
+  });
+  assert.equal(d.inputs.base.kind, "docker-archive");
+  assert.deepEqual(d.subjects[0]!.platform, { os: "linux", architecture: "amd64" });
 });

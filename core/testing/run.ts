@@ -23,7 +23,10 @@ export async function run(cmd: string, args: string[], opts: { input?: string } 
     const e = err as { code?: unknown; stdout?: string; stderr?: string };
     if (typeof e.code === "number") return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code };
     throw new Error(
-      `cannot run ${cmd}: ${String((err as Error).message)}. Is it installed? (.ci/run installs the oracles)`,
+      `cannot run ${cmd}: ${(err as Error).message}. Is it installed? (.ci/run installs the oracles)`,
+      {
+        cause: err,
+      },
     );
   }
 }
