@@ -43,6 +43,7 @@ lint: deps
 
 bench: build
 	node bench/funcproof.bench.ts
+	node bench/disasm.bench.ts
 
 clean:
 	rm -rf dist core/testdata/out

@@ -6,23 +6,9 @@ import { spawnSync } from "node:child_process";
 import { readSectionBytes, readSections } from "../core/disasm/binutils-oracle.ts";
 import { normalizeCode } from "../core/disasm/normalize.ts";
 import { x86InsnLength } from "../core/disasm/x86-64.ts";
+import { timeMs } from "./timing.ts";
 
 const FILE = process.argv[2] ?? "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-function timeMs(fn: () => void, runs: number): number {
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    fn();
-    t.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return median(t);
-}
 
 const text = readSections(FILE).find((s) => s.name === ".text");
 if (text === undefined) throw new Error(`${FILE}: no .text section`);

@@ -14,24 +14,9 @@ import { functionRanges } from "../core/funcproof/functions.ts";
 import { buildFuncProof, DEFAULT_SECTIONS } from "../core/funcproof/funcproof.ts";
 import { digestSource } from "../core/hash/digest.ts";
 import { FileByteSource } from "../core/io/byte-source.ts";
+import { timeMs } from "./timing.ts";
 
 const FILE = process.argv[2] ?? "/usr/lib/x86_64-linux-gnu/libcrypto.so.3";
-const RUNS = 5;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-function timeMs(fn: () => void, runs = RUNS): number {
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    fn();
-    t.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return median(t);
-}
 
 function sh(cmd: string): void {
   const r = spawnSync("sh", ["-c", cmd], { stdio: ["ignore", "ignore", "inherit"] });
