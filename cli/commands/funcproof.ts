@@ -15,12 +15,14 @@ import {
 } from "../../core/funcproof/funcproof.ts";
 import { Blake3 } from "../../core/hash/digest.ts";
 import { action, printOut } from "../action.ts";
-import { EXIT_OK } from "../exit-codes.ts";
+import { EXIT_OK, EXIT_USAGE } from "../exit-codes.ts";
+import { funcProofResource, toYaml } from "../funcproof-cr.ts";
 import { collect, parseByteSize, parseSections, progress, signersFrom } from "../options.ts";
 import { VERSION } from "../version.ts";
 
 interface FuncproofOptions {
   json?: boolean;
+  emitCr?: boolean;
   out?: string;
   sign?: string[];
   sections: string[];
@@ -46,6 +48,10 @@ export function registerFuncproof(program: Command): void {
     .option("--sections <LIST>", "sections to hash, comma-separated", parseSections, DEFAULT_SECTIONS)
     .option("--blake3", "also record BLAKE3-256 of the file and of each section")
     .option(
+      "--emit-cr",
+      "write FuncProof custom resources (needs --sign): <name>.funcproof.cr.yaml in --out, else stdout",
+    )
+    .option(
       "--max-section-size <BYTES>",
       "skip hashing sections larger than this (K/M/G)",
       parseByteSize,
@@ -59,6 +65,12 @@ export function registerFuncproof(program: Command): void {
 }
 
 async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promise<number> {
+  if (opts.emitCr === true && (opts.sign ?? []).length === 0) {
+    process.stderr.write(
+      "stella: --emit-cr needs --sign KEY.pem: a FuncProof resource carries its signed envelope\n",
+    );
+    return EXIT_USAGE;
+  }
   const blake3 = opts.blake3 === true ? await Blake3.create() : undefined;
   const signers = signersFrom(opts.sign);
   const bar = progress("funcproof");
@@ -111,6 +123,26 @@ async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promi
       const env = envelopes[i];
       if (env) writeFileSync(join(opts.out, `${outName}.funcproof.dsse.json`), `${canonicalJson(env)}\n`);
     }
+  }
+
+  if (opts.emitCr === true) {
+    const resources = proofs.map(({ proof, outName }, i) =>
+      funcProofResource(proof, envelopes[i]!, `${outName}.funcproof.dsse.json`),
+    );
+    const inline = resources.every((r) => r.spec.envelope !== undefined);
+    if (opts.out !== undefined) {
+      for (const [i, r] of resources.entries()) {
+        writeFileSync(join(opts.out, `${proofs[i]!.outName}.funcproof.cr.yaml`), toYaml([r]));
+      }
+    } else if (!inline) {
+      process.stderr.write(
+        "stella: an envelope is too large to inline; use --out DIR so it is written next to the resource\n",
+      );
+      return EXIT_USAGE;
+    } else {
+      printOut(toYaml(resources));
+    }
+    return EXIT_OK;
   }
 
   if (opts.json === true) {

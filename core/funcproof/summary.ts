@@ -13,7 +13,14 @@ export interface FuncProofSummary {
   file: { name: string; sha256: string; size: number };
   arch: string;
   /** Sorted by name. */
-  sections: { name: string; offset: number; size: number; sha256?: string; blake3?: string; skipped?: string }[];
+  sections: {
+    name: string;
+    offset: number;
+    size: number;
+    sha256?: string;
+    blake3?: string;
+    skipped?: string;
+  }[];
   functionCount: number;
   /** sha256 of the body's RFC 8785 canonical JSON. */
   bodyDigest: string;
@@ -27,7 +34,10 @@ export function bodyDigest(proof: unknown): string {
 
 export function summarize(proof: FuncProof): FuncProofSummary {
   if (proof.buildId === undefined) {
-    throw new FuncProofSummaryError("FUNCPROOF_NO_BUILD_ID", `${proof.file.name}: has no GNU BuildID to name it by`);
+    throw new FuncProofSummaryError(
+      "FUNCPROOF_NO_BUILD_ID",
+      `${proof.file.name}: has no GNU BuildID to name it by`,
+    );
   }
   return {
     buildId: proof.buildId,
@@ -58,7 +68,8 @@ export function asFuncProof(value: unknown, name: string): FuncProof {
   const file = value.file;
   if (!isObject(file)) return fail("file", "an object");
   if (typeof file.name !== "string") fail("file.name", "a string");
-  if (typeof file.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(file.sha256)) fail("file.sha256", "64 hex digits");
+  if (typeof file.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(file.sha256))
+    fail("file.sha256", "64 hex digits");
   if (!Number.isSafeInteger(file.size)) fail("file.size", "an integer");
   if (typeof value.arch !== "string") fail("arch", "a string");
   if (!isObject(value.sections)) fail("sections", "an object");
