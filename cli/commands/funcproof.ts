@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { openArtifact } from "../../core/artifacts/artifact.ts";
 import { canonicalJson } from "../../core/canonical-json.ts";
 import { attest } from "../../core/dsse/attest.ts";
+import type { Envelope } from "../../core/dsse/envelope.ts";
 import {
   buildFuncProof,
   DEFAULT_MAX_SECTION_BYTES,
@@ -101,7 +102,7 @@ async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promi
   }
   bar.stop();
 
-  const envelopes = [];
+  const envelopes: Envelope[] = [];
   if (signers.length > 0) {
     for (const { proof } of proofs) {
       envelopes.push(
@@ -126,21 +127,21 @@ async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promi
   }
 
   if (opts.emitCr === true) {
-    const resources = proofs.map(({ proof, outName }, i) =>
-      funcProofResource(proof, envelopes[i]!, `${outName}.funcproof.dsse.json`),
-    );
-    const inline = resources.every((r) => r.spec.envelope !== undefined);
+    const resources = proofs.flatMap(({ proof, outName }, i) => {
+      const env = envelopes[i];
+      return env ? [{ outName, cr: funcProofResource(proof, env, `${outName}.funcproof.dsse.json`) }] : [];
+    });
+    const inline = resources.every((r) => r.cr.spec.envelope !== undefined);
     if (opts.out !== undefined) {
-      for (const [i, r] of resources.entries()) {
-        writeFileSync(join(opts.out, `${proofs[i]!.outName}.funcproof.cr.yaml`), toYaml([r]));
-      }
+      for (const { outName, cr } of resources)
+        writeFileSync(join(opts.out, `${outName}.funcproof.cr.yaml`), toYaml([cr]));
     } else if (!inline) {
       process.stderr.write(
         "stella: an envelope is too large to inline; use --out DIR so it is written next to the resource\n",
       );
       return EXIT_USAGE;
     } else {
-      printOut(toYaml(resources));
+      printOut(toYaml(resources.map((r) => r.cr)));
     }
     return EXIT_OK;
   }

@@ -43,9 +43,9 @@ export function summarize(proof: FuncProof): FuncProofSummary {
     buildId: proof.buildId,
     file: { name: proof.file.name, sha256: proof.file.sha256, size: proof.file.size },
     arch: proof.arch,
-    sections: Object.keys(proof.sections)
-      .sort()
-      .map((name) => ({ name, ...proof.sections[name]! })),
+    sections: Object.entries(proof.sections)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, s]) => ({ name, ...s })),
     functionCount: proof.functions.length,
     bodyDigest: bodyDigest(proof),
   };
