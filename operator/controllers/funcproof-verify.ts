@@ -89,8 +89,10 @@ export function verifyFuncProofResource(
     verified = [...res.verifiedKeyids];
     payload = res.payload;
   } catch (err) {
-    if (err instanceof StellaError)
-      return decision("False", DSSE_REASONS[err.code] ?? "MalformedEnvelope", err.message);
+    if (err instanceof StellaError) {
+      const code: string = (err as StellaError).code;
+      return decision("False", DSSE_REASONS[code] ?? "MalformedEnvelope", err.message);
+    }
     throw err;
   }
   try {
