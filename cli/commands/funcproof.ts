@@ -50,7 +50,8 @@ export function registerFuncproof(program: Command): void {
     .option("--blake3", "also record BLAKE3-256 of the file and of each section")
     .option(
       "--emit-cr",
-      "write FuncProof custom resources (needs --sign): <name>.funcproof.cr.yaml in --out, else stdout",
+      "write FuncProof custom resources (needs --sign): <name>.funcproof.cr.yaml in --out, else stdout;\n" +
+        "apply with `kubectl apply --server-side` (large envelopes exceed client-side apply's annotation limit)",
     )
     .option(
       "--max-section-size <BYTES>",
