@@ -27,6 +27,8 @@ describe("operator config", () => {
       healthAddr: ":8081",
       trustedKeysSecret: "stella-trusted-keys",
       workers: 2,
+      ingestAddr: ":9090",
+      webhookAddr: ":9443",
       logLevel: "info",
       shutdownTimeoutSeconds: 30,
     });

@@ -34,6 +34,10 @@ export interface OperatorConfig {
   trustedKeysSecret: string;
   /** Concurrent reconciles per controller. */
   workers: number;
+  /** gRPC ingest for the agents' stacks (served from the ingest issue on; reserved now so the chart's flags parse). */
+  ingestAddr: string;
+  /** Admission webhook HTTPS address (served from the rollout-gating issue on). */
+  webhookAddr: string;
   logLevel: LevelWithSilent;
   /** Grace period for draining reconciles on SIGTERM (controller-runtime GracefulShutdownTimeout). */
   shutdownTimeoutSeconds: number;
@@ -51,6 +55,8 @@ export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
   healthAddr: ":8081",
   trustedKeysSecret: "stella-trusted-keys",
   workers: 2,
+  ingestAddr: ":9090",
+  webhookAddr: ":9443",
   logLevel: "info",
   shutdownTimeoutSeconds: 30,
 });
@@ -76,7 +82,7 @@ interface FieldSpec {
 const FIELDS: { readonly [K in keyof OperatorConfig]: FieldSpec } = {
   namespace: { kind: "string", env: "STELLA_NAMESPACE", flags: ["namespace"] },
   leaderElect: { kind: "bool", env: "STELLA_LEADER_ELECT", flags: ["leader-elect"] },
-  leaseName: { kind: "string", env: "STELLA_LEASE_NAME", flags: ["lease-name"] },
+  leaseName: { kind: "string", env: "STELLA_LEASE_NAME", flags: ["lease-name", "leader-election-id"] },
   leaseDurationSeconds: {
     kind: "int",
     env: "STELLA_LEASE_DURATION_SECONDS",
@@ -100,6 +106,8 @@ const FIELDS: { readonly [K in keyof OperatorConfig]: FieldSpec } = {
   },
   trustedKeysSecret: { kind: "string", env: "STELLA_TRUSTED_KEYS_SECRET", flags: ["trusted-keys-secret"] },
   workers: { kind: "int", env: "STELLA_WORKERS", flags: ["workers"] },
+  ingestAddr: { kind: "string", env: "STELLA_INGEST_ADDR", flags: ["ingest-addr"] },
+  webhookAddr: { kind: "string", env: "STELLA_WEBHOOK_ADDR", flags: ["webhook-addr"] },
   logLevel: { kind: "string", env: "STELLA_LOG_LEVEL", flags: ["log-level"] },
   shutdownTimeoutSeconds: {
     kind: "int",
@@ -200,6 +208,8 @@ function checkField(field: keyof OperatorConfig, value: unknown): string | undef
       if (value === "0") return undefined;
       return addressProblem(value);
     case "healthAddr":
+    case "ingestAddr":
+    case "webhookAddr":
       return addressProblem(value);
     case "logLevel":
       return (LOG_LEVELS as readonly string[]).includes(value)
