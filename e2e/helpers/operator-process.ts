@@ -1,0 +1,122 @@
+// Runs the operator as a real process (node operator/main.ts), the way the chart's Deployment runs
+// it: same args and env, except addresses moved to free loopback ports and a kubeconfig file.
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync, closeSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+
+const MAIN = new URL("../../operator/main.ts", import.meta.url).pathname;
+const running = new Set<ChildProcess>();
+
+// Never leave an operator behind: on exit (also after a failed test or a signal the harness re-raises).
+process.on("exit", () => {
+  for (const c of running) c.kill("SIGKILL");
+});
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+export interface OperatorProcess {
+  readonly pid: number;
+  readonly healthPort: number;
+  readonly metricsPort: number;
+  readonly logFile: string;
+  logs(): string;
+  metrics(): Promise<string>;
+  ready(): Promise<boolean>;
+  /** SIGTERM and wait for exit (graceful: releases the lease). */
+  stop(): Promise<number | null>;
+  /** SIGKILL: a crash, the lease is not released. */
+  kill(): Promise<void>;
+}
+
+export async function startOperator(opts: {
+  kubeconfigPath: string;
+  args: string[];
+  env: Record<string, string>;
+  dir: string;
+  name: string;
+}): Promise<OperatorProcess> {
+  const healthPort = await freePort();
+  const metricsPort = await freePort();
+  const args = opts.args
+    .filter((a) => !/^--(health|metrics|ingest|webhook)-addr=/.test(a))
+    .concat([
+      `--health-addr=127.0.0.1:${healthPort}`,
+      `--metrics-addr=127.0.0.1:${metricsPort}`,
+      `--ingest-addr=127.0.0.1:0`,
+      `--webhook-addr=127.0.0.1:0`,
+    ]);
+  const logFile = join(opts.dir, `${opts.name}.log`);
+  const fd = openSync(logFile, "a");
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH ?? "", ...opts.env, KUBECONFIG: opts.kubeconfigPath },
+    stdio: ["ignore", fd, fd],
+  });
+  closeSync(fd);
+  running.add(child);
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => {
+      running.delete(child);
+      resolve(code);
+    });
+  });
+  const get = async (port: number, path: string): Promise<Response> =>
+    fetch(`http://127.0.0.1:${port}${path}`);
+  return {
+    pid: child.pid ?? -1,
+    healthPort,
+    metricsPort,
+    logFile,
+    logs: () => readFileSync(logFile, "utf8"),
+    metrics: async () => (await get(metricsPort, "/metrics")).text(),
+    ready: async () => {
+      try {
+        return (await get(healthPort, "/readyz")).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    stop: async () => {
+      child.kill("SIGTERM");
+      return exited;
+    },
+    kill: async () => {
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Polls `check` every 200 ms until it returns a value, or fails after `timeoutMs` with `what`. */
+export async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`,
+  );
+}
