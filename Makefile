@@ -83,7 +83,7 @@ cluster-up: deps
 cluster-down: deps
 	node e2e/cluster.ts down
 
-e2e: deps e2e-tools
+e2e: deps e2e-tools fixtures
 	$(E2E_RUN)
 
 # The same tests against a kind cluster (needs Docker + kind + kubectl): the harness uses STELLA_E2E_KUBECONFIG
