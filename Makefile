@@ -3,7 +3,7 @@ NODE_VERSION := 24.21.0
 TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/node_modules/.bin:$(PATH)
 
-TESTS := "core/**/*.test.ts" "cli/**/*.test.ts" "crds/**/*.test.ts" "operator/**/*.test.ts"
+TESTS := "core/**/*.test.ts" "cli/**/*.test.ts" "crds/**/*.test.ts" "operator/**/*.test.ts" "agent/**/*.test.ts"
 
 .PHONY: build test lint bench clean tools deps fixtures oracles
 
