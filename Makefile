@@ -34,7 +34,7 @@ $(TOOLS)/venv/.installed: core/dsse/testdata/requirements.txt
 	touch $@
 
 test: build fixtures oracles
-	node --test --test-reporter=spec $(TESTS)
+	node --test --test-reporter=spec --test-timeout=900000 $(TESTS)
 
 lint: deps
 	npx tsc -p tsconfig.json --noEmit
