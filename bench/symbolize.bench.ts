@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { loadBinaryInfo } from "../agent/symbolize/binary.ts";
 import { Symbolizer } from "../agent/symbolize/symbolizer.ts";
 import { median, timeMs } from "./timing.ts";
+import { type Mapping, parseMaps } from "../agent/symbolize/maps.ts";
 
 const FRAMES = 1_000_000;
 const RUNS = 5;
@@ -15,21 +16,12 @@ const RUNS = 5;
 const child = spawn("openssl", ["speed", "-seconds", "30", "sha256"], { stdio: "ignore" });
 const pid = child.pid ?? 0;
 
-function libcryptoMaps(): { start: number; end: number; offset: number; path: string }[] {
+/** The process's libcrypto.so.3 mappings, read with the agent's own maps parser. */
+function libcryptoMaps(): Mapping[] {
   try {
-    return readFileSync(`/proc/${pid}/maps`, "utf8")
-      .split("\n")
-      .filter((l) => /\/libcrypto\.so\.3$/.test(l))
-      .map((l) => {
-        const f = l.split(/\s+/);
-        const [s = "", e = ""] = (f[0] ?? "").split("-");
-        return {
-          start: parseInt(s, 16),
-          end: parseInt(e, 16),
-          offset: parseInt(f[2] ?? "", 16),
-          path: f[5] ?? "",
-        };
-      });
+    return parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8")).mappings.filter((m) =>
+      m.path.endsWith("/libcrypto.so.3"),
+    );
   } catch {
     return [];
   }
