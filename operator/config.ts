@@ -15,8 +15,8 @@
  */
 import { StellaError } from "../core/errors.ts";
 import type { LevelWithSilent } from "pino";
-import { LOG_LEVELS } from "./log.ts";
-import { parseListenAddress } from "./runtime/listen-address.ts";
+import { LOG_LEVELS } from "../core/service/log.ts";
+import { parseListenAddress } from "../core/service/listen-address.ts";
 
 export interface OperatorConfig {
   /** The operator's own namespace: the Lease and the trusted-keys Secret live here. */

@@ -5,7 +5,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, loadConfig, type OperatorConfig } from "./config.ts";
 import { FuncProofController } from "./controllers/funcproof.ts";
 import { TrustedKeys } from "./controllers/trusted-keys.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "../core/service/log.ts";
 import { installSignalHandlers, Manager } from "./runtime/manager.ts";
 
 export interface OperatorOptions {

@@ -16,8 +16,8 @@ import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-import type { Logger } from "../log.ts";
-import { silentLogger } from "../log.ts";
+import type { Logger } from "./log.ts";
+import { silentLogger } from "./log.ts";
 import { parseListenAddress } from "./listen-address.ts";
 
 /** Resolves (or returns) when healthy; throws with the reason when not. */

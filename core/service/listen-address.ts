@@ -3,7 +3,7 @@
  * ":8080" (all interfaces), "127.0.0.1:8080", "[::1]:8080", "localhost:0" (port 0 = any free port).
  */
 import { isIP } from "node:net";
-import { StellaError } from "../../core/errors.ts";
+import { StellaError } from "../errors.ts";
 
 export interface ListenAddress {
   /** undefined = all interfaces. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
-import { StellaError } from "../core/errors.ts";
+import { StellaError } from "../errors.ts";
 import { componentLogger, createLogger, untrusted } from "./log.ts";
 
 test("JSON lines with level names, errors under err, component children, untrusted data nested", () => {

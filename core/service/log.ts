@@ -1,5 +1,5 @@
 /**
- * The operator's logger: pino, one JSON object per line on stdout.
+ * The logger of the operator and the agent: pino, one JSON object per line on stdout.
  *
  * - Errors go under `err` (pino's standard serializer: type, message, stack, code, cause chain).
  * - Each component logs through `componentLogger(root, "leader-election")`, i.e. `child({ component })`.

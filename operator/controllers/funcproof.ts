@@ -6,7 +6,7 @@ import { API_VERSION, FUNC_PROOF_PLURAL, GROUP, VERSION, type FuncProof } from "
 import { Controller } from "../runtime/controller.ts";
 import { type EventRecorder, objectRef } from "../runtime/events.ts";
 import { customResourceInformer, type ResourceInformer } from "../runtime/informer.ts";
-import { counter } from "../runtime/metrics.ts";
+import { counter } from "../../core/service/metrics.ts";
 import { type Condition, patchStatus, setCondition, type StatusObject } from "../runtime/status.ts";
 import { verifyFuncProofResource, type FuncProofSpecView, type VerifyDecision } from "./funcproof-verify.ts";
 import type { TrustedKeys } from "./trusted-keys.ts";

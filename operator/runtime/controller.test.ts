@@ -4,7 +4,7 @@ import { Controller } from "./controller.ts";
 import type { Reconciler } from "./controller.ts";
 import { TerminalError } from "./errors.ts";
 import { FakeClock, settle } from "./fake-clock.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../../core/service/metrics.ts";
 
 function setup(reconcile: Reconciler, workers = 1) {
   const clock = new FakeClock();

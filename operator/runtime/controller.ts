@@ -13,12 +13,12 @@
  * Metrics use controller-runtime's names so its dashboards work unchanged.
  */
 import type { Registry } from "prom-client";
-import type { Logger } from "../log.ts";
-import { silentLogger } from "../log.ts";
+import type { Logger } from "../../core/service/log.ts";
+import { silentLogger } from "../../core/service/log.ts";
 import type { Clock } from "./clock.ts";
 import { sleep, systemClock } from "./clock.ts";
 import { isTerminalError } from "./errors.ts";
-import { counter, gauge, histogram } from "./metrics.ts";
+import { counter, gauge, histogram } from "../../core/service/metrics.ts";
 import type { WorkQueueOptions } from "./workqueue.ts";
 import { WorkQueue, prometheusWorkQueueMetrics } from "./workqueue.ts";
 

@@ -24,12 +24,12 @@ import type {
   V1ObjectReference,
 } from "@kubernetes/client-node";
 import type { Registry } from "prom-client";
-import type { Logger } from "../log.ts";
-import { silentLogger } from "../log.ts";
+import type { Logger } from "../../core/service/log.ts";
+import { silentLogger } from "../../core/service/log.ts";
 import type { CancelTimer, Clock } from "./clock.ts";
 import { systemClock, timeoutSignal } from "./clock.ts";
 import { isNotFound } from "./errors.ts";
-import { counter } from "./metrics.ts";
+import { counter } from "../../core/service/metrics.ts";
 import { mergePatchOptions, requestOptions } from "./request-options.ts";
 
 export type EventType = "Normal" | "Warning";

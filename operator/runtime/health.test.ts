@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Controller } from "./controller.ts";
-import { HealthServer } from "./health.ts";
-import { parseListenAddress } from "./listen-address.ts";
-import { createRegistry, counter, histogram } from "./metrics.ts";
+import { HealthServer } from "../../core/service/health.ts";
+import { parseListenAddress } from "../../core/service/listen-address.ts";
+import { createRegistry, counter, histogram } from "../../core/service/metrics.ts";
 
 async function get(
   url: string,

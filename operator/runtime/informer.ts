@@ -20,8 +20,8 @@
  */
 import { ADD, DELETE, ERROR, ListWatch, UPDATE, Watch, CustomObjectsApi } from "@kubernetes/client-node";
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
-import type { Logger } from "../log.ts";
-import { silentLogger } from "../log.ts";
+import type { Logger } from "../../core/service/log.ts";
+import { silentLogger } from "../../core/service/log.ts";
 import type { CancelTimer, Clock } from "./clock.ts";
 import { sleep, systemClock } from "./clock.ts";
 

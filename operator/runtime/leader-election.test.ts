@@ -4,7 +4,7 @@ import { FakeClock } from "./fake-clock.ts";
 import { FakeLeaseClient, FakeLeaseStore } from "./fake-lease-client.ts";
 import { LeaderElectionConfigError, LeaderElector, defaultIdentity } from "./leader-election.ts";
 import type { StoppedReason } from "./leader-election.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../../core/service/metrics.ts";
 
 interface Candidate {
   elector: LeaderElector;

@@ -20,12 +20,12 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Registry } from "prom-client";
-import type { Logger } from "../log.ts";
-import { silentLogger } from "../log.ts";
+import type { Logger } from "../../core/service/log.ts";
+import { silentLogger } from "../../core/service/log.ts";
 import { StellaError } from "../../core/errors.ts";
 import type { Clock } from "./clock.ts";
 import { raceAbort, sleep, systemClock, timeoutSignal } from "./clock.ts";
-import { gauge } from "./metrics.ts";
+import { gauge } from "../../core/service/metrics.ts";
 
 /** The leader-election fields of a Lease spec (client-go `LeaderElectionRecord`). */
 export interface LeaseRecord {

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { resolveConfig } from "../config.ts";
-import { silentLogger } from "../log.ts";
+import { silentLogger } from "../../core/service/log.ts";
 import { Controller } from "./controller.ts";
 import { FakeEventRecorder } from "./events.ts";
 import { FakeClock, settle } from "./fake-clock.ts";
 import { FakeLeaseClient, FakeLeaseStore } from "./fake-lease-client.ts";
 import { Manager, ManagerError, installSignalHandlers } from "./manager.ts";
 import type { CacheRunnable } from "./manager.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../../core/service/metrics.ts";
 
 class FakeInformer implements CacheRunnable {
   readonly name = "funcproofs";

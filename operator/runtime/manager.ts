@@ -17,17 +17,17 @@ import { CoordinationV1Api, EventsV1Api, KubeConfig } from "@kubernetes/client-n
 import type { Registry } from "prom-client";
 import { StellaError } from "../../core/errors.ts";
 import type { OperatorConfig } from "../config.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../core/service/log.ts";
 import type { Clock } from "./clock.ts";
 import { systemClock, timeoutSignal } from "./clock.ts";
 import type { Controller } from "./controller.ts";
 import type { EventRecorder } from "./events.ts";
 import { KubernetesEventRecorder } from "./events.ts";
-import { HealthServer } from "./health.ts";
+import { HealthServer } from "../../core/service/health.ts";
 import type { LeaseClient } from "./leader-election.ts";
 import { LeaderElector, defaultIdentity } from "./leader-election.ts";
 import { KubernetesLeaseClient } from "./lease-client.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../../core/service/metrics.ts";
 
 /** Anything with a lifecycle the manager runs (gRPC ingest, webhook server, …). */
 export interface Runnable {

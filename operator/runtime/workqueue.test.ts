@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { FakeClock, settle } from "./fake-clock.ts";
-import { createRegistry } from "./metrics.ts";
+import { createRegistry } from "../../core/service/metrics.ts";
 import { ItemExponentialFailureRateLimiter } from "./rate-limiter.ts";
 import { WorkQueue, prometheusWorkQueueMetrics } from "./workqueue.ts";
 import type { WorkQueueOptions } from "./workqueue.ts";

@@ -19,7 +19,7 @@
 import type { Registry } from "prom-client";
 import type { CancelTimer, Clock } from "./clock.ts";
 import { systemClock } from "./clock.ts";
-import { counter, exponentialBuckets, gauge, histogram } from "./metrics.ts";
+import { counter, exponentialBuckets, gauge, histogram } from "../../core/service/metrics.ts";
 import type { RateLimiter } from "./rate-limiter.ts";
 import { defaultControllerRateLimiter } from "./rate-limiter.ts";
 

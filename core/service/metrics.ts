@@ -1,7 +1,7 @@
 /**
- * The operator's Prometheus registry and metric constructors.
+ * The Prometheus registry (operator and agent) and metric constructors.
  *
- * One `Registry` per operator process, passed to every component — never prom-client's global default
+ * One `Registry` per process, passed to every component — never prom-client's global default
  * registry, so tests build isolated registries and libraries cannot leak metrics into ours.
  * Naming follows the Prometheus conventions (https://prometheus.io/docs/practices/naming/): base units in
  * the name (`_seconds`, `_bytes`), counters end in `_total`, and no label may carry an unbounded value
@@ -9,7 +9,7 @@
  * Constructors are get-or-create so several queues/controllers share one metric family by label.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { StellaError } from "../../core/errors.ts";
+import { StellaError } from "../errors.ts";
 
 export type MetricsErrorCode = "METRIC_NAME" | "METRIC_LABEL" | "METRIC_TYPE";
 
