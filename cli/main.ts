@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 
 import { invocation } from "./action.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
+import { registerAgent } from "./commands/agent.ts";
 import { registerAttest } from "./commands/attest.ts";
 import { registerFuncproof } from "./commands/funcproof.ts";
 import { registerKeygen } from "./commands/keygen.ts";
@@ -10,7 +11,9 @@ import { VERSION } from "./version.ts";
 
 export function buildProgram(): Command {
   const program = new Command("stella")
-    .description("Signed, replayable evidence about binaries: FuncProof, BinaryDiffV1, DSSE attestations")
+    .description(
+      "Signed, replayable evidence about binaries: FuncProof, BinaryDiffV1, DSSE attestations, runtime stacks",
+    )
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
@@ -18,6 +21,7 @@ export function buildProgram(): Command {
   registerScan(program);
   registerAttest(program);
   registerKeygen(program);
+  registerAgent(program);
   return program;
 }
 

@@ -53,7 +53,11 @@ export const nodeProcessRunner: ProcessRunner = {
   },
 };
 
-export type SamplerFilter = { pid: number } | { all: true; excludePid: number };
+/**
+ * What to sample: one pid; every process except one (the agent); or the processes directly in one
+ * cgroup v2 (its id is the inode number of its cgroupfs directory, what bpftrace's `cgroup` returns).
+ */
+export type SamplerFilter = { pid: number } | { all: true; excludePid: number } | { cgroupId: number };
 
 export interface SamplerOptions {
   hz?: number;
@@ -285,11 +289,16 @@ export class Sampler {
     const hz = this.#opts.hz ?? 99;
     const interval = this.#opts.intervalMs ?? 1000;
     const filter = this.#opts.filter ?? { all: true, excludePid: process.pid };
-    const [mode, pid] = "all" in filter ? [1, filter.excludePid] : [0, filter.pid];
+    const [mode, pid] =
+      "all" in filter
+        ? [1, filter.excludePid]
+        : "cgroupId" in filter
+          ? [2, filter.cgroupId]
+          : [0, filter.pid];
     for (const [name, n] of [
       ["hz", hz],
       ["intervalMs", interval],
-      ["pid", pid],
+      ["pid or cgroup id", pid],
     ] as const) {
       if (!Number.isSafeInteger(n) || n < 0) throw new StellaError("SAMPLER_STATE", `bad ${name}: ${n}`);
     }

@@ -1,10 +1,19 @@
 // What the symboliser keeps per binary: BuildID, PT_LOAD segments, and a compact function table.
 import { ElfFile, readBuildId } from "../../core/elf/index.ts";
+import { SHF_EXECINSTR } from "../../core/elf/constants.ts";
 import { functionRanges } from "../../core/funcproof/functions.ts";
 import { FileByteSource } from "../../core/io/byte-source.ts";
 
 const PT_LOAD = 1;
 export const PT_LOAD_FLAGS_X = 1;
+
+/** An executable section, as the wire's Binary.sections carries it (the operator maps file offsets with it). */
+export interface ExecSection {
+  name: string;
+  fileOffset: number;
+  size: number;
+  address: number;
+}
 
 export interface LoadSegment {
   offset: number;
@@ -29,6 +38,7 @@ export class BinaryInfo {
   /** Estimated bytes held by the table. */
   readonly bytes: number;
   readonly symbolSource: string;
+  readonly sections: readonly ExecSection[];
 
   constructor(
     path: string,
@@ -36,8 +46,10 @@ export class BinaryInfo {
     loads: LoadSegment[],
     funcs: { start: number; end: number; name: string }[],
     symbolSource: string,
+    sections: readonly ExecSection[] = [],
   ) {
     this.path = path;
+    this.sections = sections;
     this.buildId = buildId;
     this.loads = loads;
     this.symbolSource = symbolSource;
@@ -45,7 +57,7 @@ export class BinaryInfo {
     const starts: number[] = [];
     const ends: number[] = [];
     const names: string[] = [];
-    let bytes = 256;
+    let bytes = 256 + sections.reduce((n, sec) => n + 64 + sec.name.length, 0);
     for (const f of funcs) {
       const last = starts.length - 1;
       if (last >= 0 && starts[last] === f.start) {
@@ -115,7 +127,11 @@ export function loadBinaryInfo(
       .map((p) => ({ offset: p.offset, filesz: p.filesz, vaddr: Number(p.vaddr), flags: p.flags }));
     const table = functionRanges(elf);
     const funcs = table.functions.map((f) => ({ start: Number(f.start), end: Number(f.end), name: f.sym }));
-    return new BinaryInfo(label, buildId, loads, funcs, table.source);
+    const sections = elf
+      .sections()
+      .filter((s) => (s.flags & BigInt(SHF_EXECINSTR)) !== 0n && s.size > 0)
+      .map((s) => ({ name: s.name, fileOffset: s.offset, size: s.size, address: Number(s.addr) }));
+    return new BinaryInfo(label, buildId, loads, funcs, table.source, sections);
   } finally {
     src.close();
   }

@@ -53,6 +53,8 @@ export interface MetricConfig<L extends string> {
   name: string;
   help: string;
   labelNames?: readonly L[];
+  /** Called on each scrape before the value is read (pull metrics: copy a stats field in). */
+  collect?: () => void;
 }
 
 export interface HistogramConfig<L extends string> extends MetricConfig<L> {

@@ -1,0 +1,223 @@
+// One interval of raw bpftrace stacks → attributed, symbolised, collapsed samples (a BatchBody).
+//
+// Per raw stack: attribute the pid (container, pod, image), resolve each address to a canonical frame,
+// and add its count to the (attribution, frames) bucket. Frames after the leaf are return addresses:
+// they are resolved at addr - 1, the last byte of the call instruction, so a call that ends a function
+// (a noreturn callee) is still attributed to the caller (what perf, Parca and eu-addr2line's -i do).
+// A stack none of whose frames resolve, or whose process is gone before it could be attributed, is not
+// shipped: it is counted in droppedSamples (and the reason in stats).
+import type { StackSample } from "../sampler/bpftrace-output.ts";
+import type { Frame } from "../symbolize/symbolizer.ts";
+import type { BinaryInfo } from "../symbolize/elf-cache.ts";
+import type { Attribution, AttributionSource } from "./attribution.ts";
+import type { BatchBody, WireBinary, WireFrame, WireSample, WireWindow } from "./wire.ts";
+
+/** What the aggregator needs of the symboliser (agent/symbolize/symbolizer.ts fits). */
+export interface FrameResolver {
+  resolve(pid: number, addr: bigint): Frame;
+  readonly cache: { getByBuildId(buildId: string): BinaryInfo | undefined };
+}
+
+export interface AggregatorOptions {
+  resolver: FrameResolver;
+  attribution: AttributionSource;
+  /** Keep pid and comm in the bucket key (local `stella agent record`; never on the wire). */
+  byProcess?: boolean;
+  /** Accept only these pids (userspace half of the cgroup filter); default all. */
+  accept?: (pid: number) => boolean;
+  /** Send each binary's sections once per agent run (default true); false sends them in every batch. */
+  binariesOnce?: boolean;
+}
+
+export interface AggregatorStats {
+  /** Raw stacks and samples seen (bpftrace keys and the sum of their counts). */
+  stacksIn: number;
+  samplesIn: number;
+  /** Distinct buckets produced. */
+  stacksOut: number;
+  samplesOut: number;
+  framesResolved: number;
+  framesUnresolved: number;
+  /** Samples dropped because the process exited before attribution. */
+  droppedExited: number;
+  /** Samples dropped because no frame of the stack resolved. */
+  droppedUnresolved: number;
+  /** Samples the cgroup filter rejected. */
+  filtered: number;
+}
+
+/** A bucket as `stella agent record` shows it. */
+export interface LocalSample extends WireSample {
+  pid?: number;
+  comm?: string;
+}
+
+interface Bucket {
+  sample: LocalSample;
+}
+
+const RETURN_ADDRESS_ADJUST = 1n;
+
+/** Canonical wire frame for a symbolizer result. */
+export function toWireFrame(f: Frame): WireFrame {
+  if (f.status === "unresolved")
+    return { kind: "KIND_UNRESOLVED", buildId: "", fileOffset: 0, unresolvedReason: f.reason };
+  if (f.kind === "native") {
+    const w: WireFrame = {
+      kind: "KIND_NATIVE",
+      buildId: f.buildId ?? "",
+      fileOffset: f.fileOffset,
+      unresolvedReason: "",
+    };
+    if (f.symbol !== undefined) {
+      w.symbol = f.symbol;
+      w.offset = f.offset ?? 0;
+    }
+    return w;
+  }
+  return {
+    kind: f.kind === "jit" ? "KIND_JIT" : "KIND_KERNEL",
+    buildId: "",
+    fileOffset: 0,
+    symbol: f.symbol,
+    offset: f.offset,
+    unresolvedReason: "",
+  };
+}
+
+function frameKey(w: WireFrame): string {
+  switch (w.kind) {
+    case "KIND_NATIVE":
+      return `n${w.buildId}:${w.fileOffset}`;
+    case "KIND_UNRESOLVED":
+      return `u${w.unresolvedReason}`;
+    default:
+      return `${w.kind === "KIND_JIT" ? "j" : "k"}${w.symbol ?? ""}+${w.offset ?? 0}`;
+  }
+}
+
+function attributionKey(a: Attribution): string {
+  return `${a.container}\u0000${a.pod}\u0000${a.namespace}\u0000${a.containerName}\u0000${a.imageDigest}`;
+}
+
+export class StackAggregator {
+  readonly stats: AggregatorStats = {
+    stacksIn: 0,
+    samplesIn: 0,
+    stacksOut: 0,
+    samplesOut: 0,
+    framesResolved: 0,
+    framesUnresolved: 0,
+    droppedExited: 0,
+    droppedUnresolved: 0,
+    filtered: 0,
+  };
+  readonly #opts: AggregatorOptions;
+  #buckets = new Map<string, Bucket>();
+  #dropped = 0;
+  /** BuildIDs already described to the receiver (binariesOnce). */
+  readonly #sentBinaries = new Set<string>();
+  #pendingBinaries = new Map<string, WireBinary>();
+
+  constructor(opts: AggregatorOptions) {
+    this.#opts = opts;
+  }
+
+  /** Folds one interval's raw stacks in. */
+  add(stacks: readonly StackSample[]): void {
+    const { resolver, attribution, accept } = this.#opts;
+    for (const s of stacks) {
+      this.stats.stacksIn++;
+      this.stats.samplesIn += s.count;
+      if (accept && !accept(s.pid)) {
+        this.stats.filtered += s.count;
+        continue;
+      }
+      const who = attribution.attribute(s.pid);
+      if (!who) {
+        this.stats.droppedExited += s.count;
+        this.#dropped += s.count;
+        continue;
+      }
+      const frames: WireFrame[] = [];
+      let resolved = 0;
+      let key = this.#opts.byProcess ? `${s.pid}\u0000${s.comm}\u0001` : "";
+      key += attributionKey(who);
+      for (let i = 0; i < s.frames.length; i++) {
+        const raw = s.frames[i] as bigint;
+        const addr = i === 0 || raw === 0n ? raw : raw - RETURN_ADDRESS_ADJUST;
+        const f = resolver.resolve(s.pid, addr);
+        const w = toWireFrame(f);
+        if (f.status === "resolved") {
+          resolved++;
+          if (w.kind === "KIND_NATIVE" && w.buildId !== "") this.#noteBinary(w.buildId);
+        }
+        frames.push(w);
+        key += `\u0001${frameKey(w)}`;
+      }
+      this.stats.framesResolved += resolved;
+      this.stats.framesUnresolved += frames.length - resolved;
+      if (resolved === 0) {
+        this.stats.droppedUnresolved += s.count;
+        this.#dropped += s.count;
+        continue;
+      }
+      const b = this.#buckets.get(key);
+      if (b) b.sample.count += s.count;
+      else {
+        const sample: LocalSample = { ...who, frames, count: s.count };
+        if (this.#opts.byProcess) {
+          sample.pid = s.pid;
+          sample.comm = s.comm;
+        }
+        this.#buckets.set(key, { sample });
+      }
+    }
+  }
+
+  /** Distinct buckets held now (the memory that grows with stack diversity). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  /** Everything folded in since the last flush, as one body; resets. Samples sorted for determinism. */
+  flush(window: WireWindow, hz: number): BatchBody & { samples: LocalSample[] } {
+    const samples = [...this.#buckets.values()].map((b) => b.sample).sort(compareSamples);
+    this.stats.stacksOut += samples.length;
+    for (const s of samples) this.stats.samplesOut += s.count;
+    const binaries = [...this.#pendingBinaries.values()].sort((a, b) =>
+      a.buildId < b.buildId ? -1 : a.buildId > b.buildId ? 1 : 0,
+    );
+    const body = { window, samples, binaries, hz, droppedSamples: this.#dropped };
+    this.#buckets = new Map();
+    this.#pendingBinaries = new Map();
+    this.#dropped = 0;
+    return body;
+  }
+
+  #noteBinary(buildId: string): void {
+    if (this.#pendingBinaries.has(buildId)) return;
+    const once = this.#opts.binariesOnce ?? true;
+    if (once && this.#sentBinaries.has(buildId)) return;
+    const info = this.#opts.resolver.cache.getByBuildId(buildId);
+    if (!info) return;
+    if (once) this.#sentBinaries.add(buildId);
+    this.#pendingBinaries.set(buildId, {
+      buildId,
+      path: info.path,
+      sections: info.sections.map((s) => ({ ...s })),
+    });
+  }
+}
+
+function compareSamples(a: LocalSample, b: LocalSample): number {
+  // Heaviest first, then a total order on content so equal inputs give byte-identical output.
+  if (a.count !== b.count) return b.count - a.count;
+  const ka = sampleSortKey(a);
+  const kb = sampleSortKey(b);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+function sampleSortKey(s: LocalSample): string {
+  return `${s.container}\u0000${s.pod}\u0000${s.pid ?? ""}\u0000${s.comm ?? ""}\u0000${s.frames.map(frameKey).join("\u0001")}`;
+}
