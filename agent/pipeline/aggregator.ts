@@ -54,9 +54,12 @@ export interface LocalSample extends WireSample {
 
 interface Bucket {
   sample: LocalSample;
+  /** Canonical keys of the frames, for the deterministic sort. */
+  frameKeys: string[];
 }
 
 const RETURN_ADDRESS_ADJUST = 1n;
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Canonical wire frame for a symbolizer result. */
 export function toWireFrame(f: Frame): WireFrame {
@@ -100,6 +103,14 @@ function attributionKey(a: Attribution): string {
   return `${a.container}\u0000${a.pod}\u0000${a.namespace}\u0000${a.containerName}\u0000${a.imageDigest}`;
 }
 
+/** One canonical frame of the current interval, shared by every sample that contains it. */
+interface FrameEntry {
+  id: number;
+  wire: WireFrame;
+  key: string;
+  resolved: boolean;
+}
+
 export class StackAggregator {
   readonly stats: AggregatorStats = {
     stacksIn: 0,
@@ -115,6 +126,14 @@ export class StackAggregator {
   readonly #opts: AggregatorOptions;
   #buckets = new Map<string, Bucket>();
   #dropped = 0;
+  /**
+   * Per interval: (pid, address) → frame, and canonical frame key → frame. Stacks of one process share
+   * most frames (main, the runtime's loop, libc), so each address is symbolised once per interval and
+   * each canonical frame object exists once, however many samples hold it.
+   */
+  #byAddress = new Map<number, Map<number | string, FrameEntry>>();
+  #byKey = new Map<string, FrameEntry>();
+  #attrIds = new Map<string, number>();
   /** BuildIDs already described to the receiver (binariesOnce). */
   readonly #sentBinaries = new Set<string>();
   #pendingBinaries = new Map<string, WireBinary>();
@@ -123,9 +142,32 @@ export class StackAggregator {
     this.#opts = opts;
   }
 
+  #frame(pid: number, addr: bigint): FrameEntry {
+    let perPid = this.#byAddress.get(pid);
+    if (!perPid) {
+      perPid = new Map();
+      this.#byAddress.set(pid, perPid);
+    }
+    // Number keys hash far faster than BigInt ones; user addresses (< 2^47) are exact as numbers.
+    const ak = addr < MAX_EXACT ? Number(addr) : addr.toString(16);
+    const hit = perPid.get(ak);
+    if (hit) return hit;
+    const f = this.#opts.resolver.resolve(pid, addr);
+    const wire = toWireFrame(f);
+    const key = frameKey(wire);
+    let e = this.#byKey.get(key);
+    if (!e) {
+      e = { id: this.#byKey.size, wire, key, resolved: f.status === "resolved" };
+      this.#byKey.set(key, e);
+      if (wire.kind === "KIND_NATIVE" && wire.buildId !== "") this.#noteBinary(wire.buildId);
+    }
+    perPid.set(ak, e);
+    return e;
+  }
+
   /** Folds one interval's raw stacks in. */
   add(stacks: readonly StackSample[]): void {
-    const { resolver, attribution, accept } = this.#opts;
+    const { attribution, accept } = this.#opts;
     for (const s of stacks) {
       this.stats.stacksIn++;
       this.stats.samplesIn += s.count;
@@ -139,24 +181,24 @@ export class StackAggregator {
         this.#dropped += s.count;
         continue;
       }
-      const frames: WireFrame[] = [];
+      const ak = attributionKey(who);
+      let aid = this.#attrIds.get(ak);
+      if (aid === undefined) {
+        aid = this.#attrIds.size;
+        this.#attrIds.set(ak, aid);
+      }
+      const entries: FrameEntry[] = [];
       let resolved = 0;
-      let key = this.#opts.byProcess ? `${s.pid}\u0000${s.comm}\u0001` : "";
-      key += attributionKey(who);
+      let key = this.#opts.byProcess ? `${s.pid}\u0000${s.comm}\u0001${aid}` : `${aid}`;
       for (let i = 0; i < s.frames.length; i++) {
         const raw = s.frames[i] as bigint;
-        const addr = i === 0 || raw === 0n ? raw : raw - RETURN_ADDRESS_ADJUST;
-        const f = resolver.resolve(s.pid, addr);
-        const w = toWireFrame(f);
-        if (f.status === "resolved") {
-          resolved++;
-          if (w.kind === "KIND_NATIVE" && w.buildId !== "") this.#noteBinary(w.buildId);
-        }
-        frames.push(w);
-        key += `\u0001${frameKey(w)}`;
+        const e = this.#frame(s.pid, i === 0 || raw === 0n ? raw : raw - RETURN_ADDRESS_ADJUST);
+        if (e.resolved) resolved++;
+        entries.push(e);
+        key += `,${e.id}`;
       }
       this.stats.framesResolved += resolved;
-      this.stats.framesUnresolved += frames.length - resolved;
+      this.stats.framesUnresolved += entries.length - resolved;
       if (resolved === 0) {
         this.stats.droppedUnresolved += s.count;
         this.#dropped += s.count;
@@ -165,12 +207,12 @@ export class StackAggregator {
       const b = this.#buckets.get(key);
       if (b) b.sample.count += s.count;
       else {
-        const sample: LocalSample = { ...who, frames, count: s.count };
+        const sample: LocalSample = { ...who, frames: entries.map((e) => e.wire), count: s.count };
         if (this.#opts.byProcess) {
           sample.pid = s.pid;
           sample.comm = s.comm;
         }
-        this.#buckets.set(key, { sample });
+        this.#buckets.set(key, { sample, frameKeys: entries.map((e) => e.key) });
       }
     }
   }
@@ -182,7 +224,13 @@ export class StackAggregator {
 
   /** Everything folded in since the last flush, as one body; resets. Samples sorted for determinism. */
   flush(window: WireWindow, hz: number): BatchBody & { samples: LocalSample[] } {
-    const samples = [...this.#buckets.values()].map((b) => b.sample).sort(compareSamples);
+    // Heaviest first, then a total order on content (not on arrival), so equal inputs give
+    // byte-identical output. Sort keys are built once per sample, not per comparison.
+    const keyed = [...this.#buckets.values()].map((b) => ({ s: b.sample, k: sampleSortKey(b) }));
+    keyed.sort((a, b) =>
+      a.s.count !== b.s.count ? b.s.count - a.s.count : a.k < b.k ? -1 : a.k > b.k ? 1 : 0,
+    );
+    const samples = keyed.map((x) => x.s);
     this.stats.stacksOut += samples.length;
     for (const s of samples) this.stats.samplesOut += s.count;
     const binaries = [...this.#pendingBinaries.values()].sort((a, b) =>
@@ -191,6 +239,9 @@ export class StackAggregator {
     const body = { window, samples, binaries, hz, droppedSamples: this.#dropped };
     this.#buckets = new Map();
     this.#pendingBinaries = new Map();
+    this.#byAddress = new Map();
+    this.#byKey = new Map();
+    this.#attrIds = new Map();
     this.#dropped = 0;
     return body;
   }
@@ -210,14 +261,7 @@ export class StackAggregator {
   }
 }
 
-function compareSamples(a: LocalSample, b: LocalSample): number {
-  // Heaviest first, then a total order on content so equal inputs give byte-identical output.
-  if (a.count !== b.count) return b.count - a.count;
-  const ka = sampleSortKey(a);
-  const kb = sampleSortKey(b);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
-}
-
-function sampleSortKey(s: LocalSample): string {
-  return `${s.container}\u0000${s.pod}\u0000${s.pid ?? ""}\u0000${s.comm ?? ""}\u0000${s.frames.map(frameKey).join("\u0001")}`;
+function sampleSortKey(b: Bucket): string {
+  const s = b.sample;
+  return `${s.container}\u0000${s.pod}\u0000${s.namespace}\u0000${s.containerName}\u0000${s.imageDigest}\u0000${s.pid ?? ""}\u0000${s.comm ?? ""}\u0000${b.frameKeys.join("\u0001")}`;
 }
