@@ -49,7 +49,8 @@ const rnd = (n: number): number => {
   return seed % n;
 };
 function address(): bigint {
-  const m = exec[rnd(exec.length)]!;
+  const m = exec[rnd(exec.length)];
+  if (!m) throw new Error("no executable mapping");
   return BigInt(m.start + rnd(m.end - m.start));
 }
 
@@ -78,7 +79,6 @@ let peakHeap = 0;
 let peakRss = 0;
 let buckets = 0;
 let frames = 0;
-const t0 = performance.now();
 let busyMs = 0;
 for (let i = 0; i < INTERVALS; i++) {
   const stacks = interval();
@@ -97,7 +97,6 @@ for (let i = 0; i < INTERVALS; i++) {
   if (i === 0) mem("after interval 1");
 }
 const secs = busyMs / 1000;
-void t0;
 const end = mem(`after ${INTERVALS} intervals`);
 console.log(
   `\n${STACKS} distinct stacks x ${DEPTH} frames per interval, ${INTERVALS} intervals; last interval ${buckets} buckets`,

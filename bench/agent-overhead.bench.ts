@@ -68,6 +68,11 @@ function descendants(pid: number): number[] {
   return out;
 }
 
+function pidOf(c: ChildProcess): number {
+  if (c.pid === undefined) throw new Error("child did not start");
+  return c.pid;
+}
+
 function runWorkload(exe: string, iters: number): number {
   const t0 = process.hrtime.bigint();
   execFileSync(exe, [String(CPUS), String(iters)]);
@@ -106,10 +111,10 @@ async function startAgent(hz: number): Promise<Sampler> {
   for (let i = 0; i < 100; i++) {
     await sleep(200);
     if (child.exitCode !== null) throw new Error(`agent exited: ${err}`);
-    if (descendants(child.pid!).length > 0 && i > 10) break;
+    if (descendants(pidOf(child)).length > 0 && i > 10) break;
   }
   await sleep(1500);
-  const tree = (): number[] => [child.pid!, ...descendants(child.pid!)];
+  const tree = (): number[] => [pidOf(child), ...descendants(pidOf(child))];
   const base = tree().reduce((n, p) => n + cpuSeconds(p), 0);
   return {
     child,
@@ -126,10 +131,10 @@ async function startPerf(dir: string): Promise<Sampler> {
     stdio: "ignore",
   });
   await sleep(2000);
-  const base = cpuSeconds(child.pid!);
+  const base = cpuSeconds(pidOf(child));
   return {
     child,
-    cpu: () => cpuSeconds(child.pid!) - base,
+    cpu: () => cpuSeconds(pidOf(child)) - base,
     stop: async () => {
       child.kill("SIGINT");
       await new Promise((r) => child.once("close", r));
