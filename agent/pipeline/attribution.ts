@@ -1,15 +1,8 @@
-// Who a sampled process belongs to. The agent asks an AttributionSource (agent/attribute/ in a
-// cluster or standalone); outside any container a process is attributed to "host".
+// Who a sampled process belongs to. The aggregator asks an AttributionSource: the Attributor
+// (agent/attribute/: cgroup → container → pod → image) or, for tests and container-less use, hostOnly.
+import type { Attribution } from "../attribute/attributor.ts";
 
-export interface Attribution {
-  /** 64-hex container id, or "host". */
-  container: string;
-  pod: string;
-  namespace: string;
-  containerName: string;
-  /** "sha256:…" or "". */
-  imageDigest: string;
-}
+export type { Attribution };
 
 export const HOST_ATTRIBUTION: Attribution = Object.freeze({
   container: "host",
@@ -24,5 +17,5 @@ export interface AttributionSource {
   attribute(pid: number): Attribution | undefined;
 }
 
-/** Everything is "host": for machines without containers, and tests. */
+/** Everything is "host". */
 export const hostOnly: AttributionSource = { attribute: () => HOST_ATTRIBUTION };

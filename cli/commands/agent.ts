@@ -134,7 +134,7 @@ async function recordCommand(flags: RecordFlags): Promise<number> {
       durationMs,
       hz: flags.hz,
       ...(flags.intervalMs !== undefined ? { intervalMs: flags.intervalMs } : {}),
-      attribution: standaloneAttribution(flags.cgroupRoot),
+      attribution: standaloneAttribution(),
       kernel: flags.kernel === true,
       ...(flags.bpftrace !== undefined ? { bpftracePath: flags.bpftrace } : {}),
       signal: ac.signal,
