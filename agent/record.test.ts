@@ -27,6 +27,7 @@ import { hostOnly } from "./pipeline/attribution.ts";
 import { cgroup2Mounts } from "./pipeline/cgroup-filter.ts";
 import { toFolded } from "./pipeline/folded.ts";
 import { record } from "./record.ts";
+import { standaloneAttribution } from "./standalone.ts";
 import type { ProcessRunner, RunnerChild } from "./sampler/sampler.ts";
 import { Symbolizer } from "./symbolize/symbolizer.ts";
 import { buildWorkload, loadSegments, nmFunctions, readelfBuildId } from "./testing/workload.ts";
