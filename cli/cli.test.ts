@@ -23,6 +23,9 @@ test("--help works on every command", () => {
     ["attest", "sign"],
     ["attest", "verify"],
     ["keygen"],
+    ["agent"],
+    ["agent", "record"],
+    ["agent", "run"],
   ]) {
     const r = stella(...cmd, "--help");
     assert.equal(r.code, 0, `${cmd.join(" ")}: ${r.stderr}`);
@@ -33,6 +36,25 @@ test("--help works on every command", () => {
 test("usage errors exit 2", () => {
   assert.equal(stella("funcproof", "--no-such-flag", "x").code, 2);
   assert.equal(stella("scan", "diff", "--base", "x").code, 2);
+  assert.equal(stella("agent", "record", "--pid", "1", "--all").code, 2, "targets exclude each other");
+  assert.equal(stella("agent", "record", "--hz", "0").code, 2);
+  assert.equal(stella("agent", "record", "--format", "svg").code, 2);
+  assert.equal(stella("agent", "record", "--duration", "-1").code, 2);
+});
+
+test("agent: a bad target or configuration exits 3 naming it", () => {
+  const gone = stella("agent", "record", "--pid", "4194303", "--duration", "1");
+  assert.equal(gone.code, 3);
+  assert.match(gone.stderr, /NO_SUCH_PROCESS: --pid 4194303/);
+  const dir = mkdtempSync(join(tmpdir(), "cli-"));
+  const cfg = join(dir, "agent.yaml");
+  writeFileSync(cfg, "sampling:\n  frequencyHz: 0\n");
+  const bad = stella("agent", "run", "--config", cfg);
+  assert.equal(bad.code, 3);
+  assert.match(bad.stderr, /INVALID_CONFIG: .*agent\.yaml: sampling\.frequencyHz: must be an integer in \[1, 10000\]/);
+  const missing = stella("agent", "run", "--config", join(dir, "nope.yaml"));
+  assert.equal(missing.code, 3);
+  assert.match(missing.stderr, /CONFIG_UNREADABLE: .*nope\.yaml/);
 });
 
 test("a truncated ELF exits 3 naming the file and the field", () => {
