@@ -3,7 +3,7 @@ NODE_VERSION := 24.21.0
 TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/node_modules/.bin:$(PATH)
 
-TESTS := "core/**/*.test.ts" "cli/**/*.test.ts" "crds/**/*.test.ts" "operator/**/*.test.ts" "agent/**/*.test.ts"
+TESTS := "core/**/*.test.ts" "cli/**/*.test.ts" "crds/**/*.test.ts" "operator/**/*.test.ts" "agent/**/*.test.ts" "proto/**/*.test.ts"
 
 .PHONY: build test lint bench clean tools deps fixtures oracles
 
@@ -63,6 +63,22 @@ crds-check: crds
 	  echo "crds-check: generated CRDs, types or docs differ from crds/schema/ (or are not committed):" >&2; \
 	  git status --short -- $(CRD_OUTPUTS) >&2; \
 	  echo "run 'make crds' and commit the result" >&2; exit 1; }
+
+# Wire contract: proto/stella/**/*.proto generates the TypeScript types in proto/gen/ (proto/gen.sh).
+# proto-check fails when the committed generated files drift from the .proto sources.
+PROTO_OUTPUTS := proto/gen
+
+.PHONY: proto proto-check
+
+proto: deps
+	proto/gen.sh
+
+proto-check: proto
+	@git diff --exit-code --stat -- $(PROTO_OUTPUTS) && \
+	  test -z "$$(git ls-files --others --exclude-standard -- $(PROTO_OUTPUTS))" || { \
+	  echo "proto-check: generated types in proto/gen/ differ from proto/stella/ (or are not committed):" >&2; \
+	  git status --short -- $(PROTO_OUTPUTS) >&2; \
+	  echo "run 'make proto' and commit the result" >&2; exit 1; }
 
 # e2e: a real control plane (etcd + kube-apiserver as local processes, RBAC on; no Docker needed). See e2e/README.md.
 E2E_CACHE := $(if $(STELLA_E2E_CACHE),$(STELLA_E2E_CACHE),$(CURDIR)/e2e/.cache)

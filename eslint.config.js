@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", ".tools/", "node_modules/", "bin/", "eslint.config.js", "e2e/.cache/"] },
+  { ignores: ["dist/", ".tools/", "node_modules/", "bin/", "eslint.config.js", "e2e/.cache/", "proto/gen/"] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

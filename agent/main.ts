@@ -80,7 +80,13 @@ export async function runAgent(o: RunAgentOptions): Promise<number> {
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
-  o.signal?.addEventListener("abort", () => stop.abort(), { once: true });
+  o.signal?.addEventListener(
+    "abort",
+    () => {
+      stop.abort();
+    },
+    { once: true },
+  );
 
   const registry = createRegistry();
   const servers: HealthServer[] = [];
@@ -189,19 +195,23 @@ export async function runAgent(o: RunAgentOptions): Promise<number> {
       ...(shipper ? { agentId: shipper.agentId } : {}),
     });
     if (!stop.signal.aborted)
-      await new Promise((r) => stop.signal.addEventListener("abort", r, { once: true }));
+      await new Promise((r) => {
+        stop.signal.addEventListener("abort", r, { once: true });
+      });
   } catch (err) {
     log.fatal({ err }, "agent failed");
-    exitCode = exitCode || 1;
-    if (!(err instanceof Error)) throw err;
     throw err;
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
-    await agent?.shutdown().catch((err: unknown) => log.error({ err }, "sampler shutdown"));
+    await agent?.shutdown().catch((err: unknown) => {
+      log.error({ err }, "sampler shutdown");
+    });
     await shipper
       ?.shutdown({ flushTimeoutMs: config.shutdownTimeoutSeconds * 1000 })
-      .catch((err: unknown) => log.error({ err }, "shipper shutdown"));
+      .catch((err: unknown) => {
+        log.error({ err }, "shipper shutdown");
+      });
     if (shipper) {
       const st = shipper.stats;
       log.info(
@@ -209,7 +219,9 @@ export async function runAgent(o: RunAgentOptions): Promise<number> {
         "shipper stopped",
       );
     }
-    await podIndex?.shutdown().catch((err: unknown) => log.error({ err }, "pod index shutdown"));
+    await podIndex?.shutdown().catch((err: unknown) => {
+      log.error({ err }, "pod index shutdown");
+    });
     for (const srv of servers.reverse()) await srv.shutdown(1000).catch(() => undefined);
     log.flush();
   }

@@ -177,9 +177,15 @@ describe("stella agent record (real bpftrace, root)", () => {
         target: { cgroup: target },
         durationMs: 2000,
         hz: 99,
-        attribution: hostOnly,
+        attribution: standaloneAttribution(),
       });
       assert.ok(total(rec.samples) >= 30, `${target}: samples`);
+      assert.deepEqual(
+        [...new Set(rec.samples.map((s) => s.container))],
+        ["ab".repeat(32)],
+        "attributed to the container id in the cgroup path",
+      );
+      assert.match(toFolded(rec.samples), new RegExp(`^container:${"ab".repeat(6)};`, "m"));
       assert.deepEqual(
         [...new Set(rec.samples.map((s) => s.pid))],
         [inside.pid],

@@ -51,7 +51,10 @@ test("agent: a bad target or configuration exits 3 naming it", () => {
   writeFileSync(cfg, "sampling:\n  frequencyHz: 0\n");
   const bad = stella("agent", "run", "--config", cfg);
   assert.equal(bad.code, 3);
-  assert.match(bad.stderr, /INVALID_CONFIG: .*agent\.yaml: sampling\.frequencyHz: must be an integer in \[1, 10000\]/);
+  assert.match(
+    bad.stderr,
+    /INVALID_CONFIG: .*agent\.yaml: sampling\.frequencyHz: must be an integer in \[1, 10000\]/,
+  );
   const missing = stella("agent", "run", "--config", join(dir, "nope.yaml"));
   assert.equal(missing.code, 3);
   assert.match(missing.stderr, /CONFIG_UNREADABLE: .*nope\.yaml/);

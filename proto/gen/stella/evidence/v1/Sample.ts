@@ -1,0 +1,54 @@
+// Original file: proto/stella/evidence/v1/evidence.proto
+
+import type { Frame as _stella_evidence_v1_Frame, Frame__Output as _stella_evidence_v1_Frame__Output } from '../../../stella/evidence/v1/Frame.ts';
+import type { Long } from '@grpc/proto-loader';
+
+/**
+ * One distinct stack of one container, seen `count` times in the window.
+ */
+export interface Sample {
+  /**
+   * Container id (64 hex) or "host" for processes outside any container.
+   */
+  'container'?: (string);
+  'pod'?: (string);
+  'namespace'?: (string);
+  /**
+   * "sha256:…" of the container's image, when the pod status names it.
+   */
+  'imageDigest'?: (string);
+  /**
+   * The container's name in its pod spec.
+   */
+  'containerName'?: (string);
+  /**
+   * Leaf first: frames[0] is the sampled instruction.
+   */
+  'frames'?: (_stella_evidence_v1_Frame)[];
+  'count'?: (number | string | Long);
+}
+
+/**
+ * One distinct stack of one container, seen `count` times in the window.
+ */
+export interface Sample__Output {
+  /**
+   * Container id (64 hex) or "host" for processes outside any container.
+   */
+  'container': (string);
+  'pod': (string);
+  'namespace': (string);
+  /**
+   * "sha256:…" of the container's image, when the pod status names it.
+   */
+  'imageDigest': (string);
+  /**
+   * The container's name in its pod spec.
+   */
+  'containerName': (string);
+  /**
+   * Leaf first: frames[0] is the sampled instruction.
+   */
+  'frames': (_stella_evidence_v1_Frame__Output)[];
+  'count': (number);
+}
