@@ -15,6 +15,8 @@ import type { Symbolizer } from "./symbolize/symbolizer.ts";
 /** Where each interval's batch goes. */
 export interface StackSink {
   enqueue(body: BatchBody & { samples: LocalSample[] }): void;
+  /** A sink that may drop batches (the shipper's full buffer) says how many it dropped so far. */
+  readonly stats?: { readonly droppedBatches: number };
 }
 
 export interface AgentOptions {
@@ -84,6 +86,7 @@ export class Agent {
     badKeys: 0,
   };
   #windowStart = 0;
+  #sinkDrops = 0;
   #intervals = 0;
   #unresolvedRatio = 0;
   #lastStacks = 0;
@@ -221,6 +224,13 @@ export class Agent {
       this.#o.sink.enqueue(body);
     } catch (err) {
       this.#log.error({ err }, "sink rejected a batch");
+    }
+    // A dropped batch may have carried the only description of a binary (they are sent once):
+    // describe every binary again in the next batches.
+    const drops = this.#o.sink.stats?.droppedBatches ?? 0;
+    if (drops > this.#sinkDrops) {
+      this.#sinkDrops = drops;
+      this.#agg.redescribeBinaries();
     }
   }
 }

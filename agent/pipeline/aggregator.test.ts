@@ -122,6 +122,10 @@ describe("StackAggregator", () => {
     ]);
     once.add([{ pid: 1, comm: "x", frames: [0x1250n], count: 1 }]);
     assert.deepEqual(once.flush({ startUnixMs: 1, endUnixMs: 2 }, 99).binaries, []);
+    // After a dropped batch the agent asks for every binary again.
+    once.redescribeBinaries();
+    once.add([{ pid: 1, comm: "x", frames: [0x1250n], count: 1 }]);
+    assert.equal(once.flush({ startUnixMs: 2, endUnixMs: 3 }, 99).binaries.length, 1);
     every.flush({ startUnixMs: 0, endUnixMs: 1 }, 99);
     every.add([{ pid: 1, comm: "x", frames: [0x1250n], count: 1 }]);
     assert.equal(every.flush({ startUnixMs: 1, endUnixMs: 2 }, 99).binaries.length, 1);

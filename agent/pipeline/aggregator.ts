@@ -217,6 +217,11 @@ export class StackAggregator {
     }
   }
 
+  /** Forget which binaries were described: each is described again when next seen. */
+  redescribeBinaries(): void {
+    this.#sentBinaries.clear();
+  }
+
   /** Distinct buckets held now (the memory that grows with stack diversity). */
   get size(): number {
     return this.#buckets.size;
