@@ -68,7 +68,9 @@ async function startIngest(): Promise<{
     batches,
     stop: () =>
       new Promise<void>((r) => {
-        server.tryShutdown(() => r());
+        server.tryShutdown(() => {
+          r();
+        });
       }),
   };
 }
