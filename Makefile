@@ -44,6 +44,13 @@ lint: deps
 bench: build
 	node bench/funcproof.bench.ts
 	node bench/disasm.bench.ts
+	node bench/symbolize.bench.ts
+	node --expose-gc bench/agent-memory.bench.ts
+
+# Root: bpftrace and perf sample the whole machine; keep it otherwise idle while this runs (~2 min).
+.PHONY: bench-agent
+bench-agent: build
+	node bench/agent-overhead.bench.ts --reps 5 --seconds 5
 
 clean:
 	rm -rf dist core/testdata/out
