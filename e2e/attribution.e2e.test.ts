@@ -6,12 +6,9 @@
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment, @typescript-eslint/no-misused-spread --
    client-node models are plain data (its serializer reads fields, never prototypes) */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { CoreV1Api, type KubeConfig, type V1ContainerStatus, type V1Pod } from "@kubernetes/client-node";
-import { parseAllDocuments, stringify } from "yaml";
 
 import { Attributor } from "../agent/attribute/attributor.ts";
 import {
@@ -22,11 +19,10 @@ import {
 } from "../agent/attribute/cgroup-fixture.ts";
 import { PodIndex } from "../agent/attribute/pod-index.ts";
 import { startControlPlane, type ControlPlane } from "./harness/control-plane.ts";
-import { toolPath } from "./harness/tools.ts";
+import { applyAgentIdentity } from "./helpers/chart.ts";
 import { kubectl, kubectlOk } from "./helpers/kubectl.ts";
 import { eventually } from "./helpers/operator-process.ts";
 
-const REPO = new URL("../", import.meta.url).pathname;
 const SYSTEM_NS = "stella-system";
 const NS = "shop";
 const DIGEST = `sha256:${randomHex(32)}`;
@@ -37,20 +33,6 @@ let admin: CoreV1Api;
 let agentKc: KubeConfig;
 let agentSa: string;
 const indexes: PodIndex[] = [];
-
-interface K8sObject {
-  kind: string;
-  metadata: { name: string };
-  spec?: { template?: { spec?: { serviceAccountName?: string } } };
-  subjects?: { kind: string; name: string }[];
-  roleRef?: { name: string };
-}
-
-function helm(...args: string[]): string {
-  const r = spawnSync(toolPath("helm"), args, { encoding: "utf8", maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`helm ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
 
 function podManifest(name: string, node: string): V1Pod {
   return {
@@ -105,30 +87,7 @@ before(async () => {
   kubectlOk(cp, ["create", "namespace", NS]);
   kubectlOk(cp, ["create", "namespace", SYSTEM_NS]);
   // The agent's identity exactly as the chart renders it: its ServiceAccount and the RBAC bound to it.
-  const rendered = helm("template", "stella", join(REPO, "charts/stella"), "--namespace", SYSTEM_NS);
-  const manifests = parseAllDocuments(rendered)
-    .map((d) => d.toJS() as K8sObject | null)
-    .filter((o): o is K8sObject => o !== null);
-  const ds = manifests.find((m) => m.kind === "DaemonSet");
-  agentSa = ds?.spec?.template?.spec?.serviceAccountName ?? "";
-  assert.notEqual(agentSa, "", "the chart's agent DaemonSet names a ServiceAccount");
-  const bindings = manifests.filter(
-    (m) =>
-      m.kind === "ClusterRoleBinding" &&
-      m.subjects?.some((s) => s.kind === "ServiceAccount" && s.name === agentSa),
-  );
-  const roles = manifests.filter(
-    (m) => m.kind === "ClusterRole" && bindings.some((b) => b.roleRef?.name === m.metadata.name),
-  );
-  const sa = manifests.filter((m) => m.kind === "ServiceAccount" && m.metadata.name === agentSa);
-  assert.equal(sa.length, 1);
-  assert.ok(roles.length > 0, "the agent has a ClusterRole");
-  kubectlOk(
-    cp,
-    ["apply", "--server-side", "-n", SYSTEM_NS, "-f", "-"],
-    [...sa, ...roles, ...bindings].map((m) => stringify(m)).join("---\n"),
-  );
-  agentKc = await cp.serviceAccountKubeConfig(SYSTEM_NS, agentSa);
+  ({ kubeConfig: agentKc, serviceAccount: agentSa } = await applyAgentIdentity(cp, SYSTEM_NS));
 });
 
 after(async () => {

@@ -88,9 +88,9 @@ export class CgroupFixture {
     return dir;
   }
 
-  /** Spawns `sleep 30` and moves it into `leafDir`; resolves with its pid once the move is done. */
-  async spawnInto(leafDir: string): Promise<number> {
-    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+  /** Spawns `sleep 30` (or `command`) and moves it into `leafDir`; resolves with its pid once moved. */
+  async spawnInto(leafDir: string, command = "sleep", args: readonly string[] = ["30"]): Promise<number> {
+    const child = spawn(command, [...args], { stdio: "ignore" });
     this.#children.push(child);
     const pid = await new Promise<number>((resolve, reject) => {
       child.once("spawn", () => {
