@@ -2,7 +2,7 @@
 // server on 127.0.0.1 receiving StackBatch messages and acknowledging them; metrics and probes scraped
 // over HTTP; SIGTERM-like shutdown leaves no bpftrace.
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,14 +16,8 @@ import { Agent } from "./agent.ts";
 import { runAgent } from "./main.ts";
 import { hostOnly } from "./pipeline/attribution.ts";
 import { Symbolizer } from "./symbolize/symbolizer.ts";
+import { bpftraceChildrenOf, pgrepBpftrace } from "./testing/processes.ts";
 import { buildWorkload, readelfBuildId } from "./testing/workload.ts";
-
-function pgrepBpftrace(): number[] {
-  return spawnSync("pgrep", ["-x", "bpftrace"], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter((l) => l !== "")
-    .map(Number);
-}
 
 /** readelf -SW: the .text section's file offset, size and address. */
 function readelfText(file: string): { fileOffset: number; size: number; address: number } {
@@ -95,7 +89,6 @@ describe("stella agent run (real bpftrace, real gRPC)", () => {
 
   it("ships attributed, symbolised stacks with binaries, serves metrics and probes, stops cleanly", async (t) => {
     const ingest = await startIngest();
-    const before = new Set(pgrepBpftrace());
     const ac = new AbortController();
     let urls: { metricsUrl?: string; healthUrl?: string; agentId?: string } = {};
     const done = runAgent({
@@ -122,15 +115,11 @@ describe("stella agent run (real bpftrace, real gRPC)", () => {
     const ready = await fetch(`${urls.healthUrl}/readyz`);
     assert.equal(ready.status, 200, await ready.text());
     const metrics = await (await fetch(`${urls.metricsUrl}/metrics`)).text();
-    const ours = pgrepBpftrace().filter((p) => !before.has(p));
-    assert.equal(ours.length, 1, "one bpftrace");
+    const ours = bpftraceChildrenOf(process.pid);
+    assert.equal(ours.length, 1, "one bpftrace, started by the agent");
     ac.abort();
     assert.equal(await done, 0);
-    assert.deepEqual(
-      pgrepBpftrace().filter((p) => !before.has(p)),
-      [],
-      "bpftrace gone after shutdown",
-    );
+    assert.ok(!pgrepBpftrace().includes(ours[0] ?? 0), "bpftrace gone after shutdown");
     await ingest.stop();
 
     const b = ingest.batches;

@@ -2,7 +2,7 @@
 // code as BuildID + file offset, JIT names from a perf map, cgroup filters on real cgroups, a binary
 // replaced under its path, malformed bpftrace output, and SIGTERM leaving no bpftrace behind.
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import {
   copyFileSync,
   mkdirSync,
@@ -30,6 +30,7 @@ import { record } from "./record.ts";
 import { standaloneAttribution } from "./standalone.ts";
 import type { ProcessRunner, RunnerChild } from "./sampler/sampler.ts";
 import { Symbolizer } from "./symbolize/symbolizer.ts";
+import { bpftraceChildrenOf, pgrepBpftrace } from "./testing/processes.ts";
 import { buildWorkload, loadSegments, nmFunctions, readelfBuildId } from "./testing/workload.ts";
 
 const CLI = fileURLToPath(new URL("../cli/stella.ts", import.meta.url));
@@ -43,13 +44,6 @@ function vaddrOf(file: string, fileOffset: number): number {
   for (const l of loadSegments(file))
     if (fileOffset >= l.offset && fileOffset < l.offset + l.filesz) return fileOffset - l.offset + l.vaddr;
   return -1;
-}
-
-function pgrepBpftrace(): number[] {
-  return spawnSync("pgrep", ["-x", "bpftrace"], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter((l) => l !== "")
-    .map(Number);
 }
 
 describe("stella agent record (real bpftrace, root)", () => {
@@ -224,7 +218,7 @@ describe("stella agent record (real bpftrace, root)", () => {
 
   it("SIGTERM to `stella agent record` prints what it has and leaves no bpftrace", async () => {
     const w = await start(exe);
-    const before = new Set(pgrepBpftrace());
+    // Our bpftrace is the CLI's child (other test files may run their own at the same time).
     const cli = spawn(
       process.execPath,
       [CLI, "agent", "record", "--pid", String(w.pid), "--duration", "60"],
@@ -234,18 +228,18 @@ describe("stella agent record (real bpftrace, root)", () => {
     );
     let out = "";
     cli.stdout.on("data", (b: Buffer) => (out += b.toString()));
-    await sleep(4000);
-    const ours = pgrepBpftrace().filter((p) => !before.has(p));
+    let ours: number[] = [];
+    for (let i = 0; i < 100 && ours.length === 0; i++) {
+      await sleep(200);
+      ours = bpftraceChildrenOf(cli.pid ?? 0);
+    }
     assert.equal(ours.length, 1, "one bpftrace while recording");
+    await sleep(2500);
     cli.kill("SIGTERM");
     const code = await new Promise<number | null>((r) => cli.once("close", r));
     assert.equal(code, 0);
     assert.match(out, /main;stella_mid;stella_hot \d+/);
-    assert.deepEqual(
-      pgrepBpftrace().filter((p) => !before.has(p)),
-      [],
-      "bpftrace gone",
-    );
+    assert.ok(!pgrepBpftrace().includes(ours[0] ?? 0), "bpftrace gone");
   });
 });
 
