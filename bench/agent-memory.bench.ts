@@ -1,5 +1,5 @@
 // Agent memory with 10,000 distinct stacks per interval (the issue's bound), through the real
-// pipeline: attribution → Symbolizer (real /proc maps and ELF files of this process: node, libc,
+// pipeline: attribution (the real Attributor) → Symbolizer (real /proc maps and ELF files of this process: node, libc,
 // libstdc++ …) → collapse → a batch body per interval, for 30 intervals.
 //
 //   node --expose-gc bench/agent-memory.bench.ts [--stacks 10000] [--depth 24] [--intervals 30] [--pool 20000]
@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 
 import { StackAggregator } from "../agent/pipeline/aggregator.ts";
-import { hostOnly } from "../agent/pipeline/attribution.ts";
+import { Attributor } from "../agent/attribute/attributor.ts";
 import type { StackSample } from "../agent/sampler/bpftrace-output.ts";
 import { parseMaps } from "../agent/symbolize/maps.ts";
 import { Symbolizer } from "../agent/symbolize/symbolizer.ts";
@@ -71,7 +71,7 @@ function interval(): StackSample[] {
 
 const base = mem("baseline");
 const sym = new Symbolizer({ kernel: false });
-const agg = new StackAggregator({ resolver: sym, attribution: hostOnly });
+const agg = new StackAggregator({ resolver: sym, attribution: new Attributor() });
 // Warm the ELF cache (every mapped binary's function table) so its cost shows apart from the stacks'.
 for (const m of exec) sym.resolve(process.pid, BigInt(m.start));
 const warm = mem("ELF cache warm");

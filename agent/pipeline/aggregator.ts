@@ -54,8 +54,9 @@ export interface LocalSample extends WireSample {
 
 interface Bucket {
   sample: LocalSample;
-  /** Canonical keys of the frames, for the deterministic sort. */
-  frameKeys: string[];
+  /** The attribution (and, byProcess, the process) this stack belongs to, as a small id. */
+  owner: number;
+  entries: FrameEntry[];
 }
 
 const RETURN_ADDRESS_ADJUST = 1n;
@@ -124,7 +125,13 @@ export class StackAggregator {
     filtered: 0,
   };
   readonly #opts: AggregatorOptions;
-  #buckets = new Map<string, Bucket>();
+  /** Buckets by stack hash (collisions chained). */
+  #buckets = new Map<number, Bucket[]>();
+  #size = 0;
+  /** (attribution, pid, comm) → owner id, when byProcess. */
+  #owners = new Map<string, number>();
+  /** pid → attribution (undefined: exited), per interval. */
+  #who = new Map<number, Attribution | undefined>();
   #dropped = 0;
   /**
    * Per interval: (pid, address) → frame, and canonical frame key → frame. Stacks of one process share
@@ -175,7 +182,12 @@ export class StackAggregator {
         this.stats.filtered += s.count;
         continue;
       }
-      const who = attribution.attribute(s.pid);
+      // Once per pid per interval: the Attributor validates its cache with a /proc read on each call.
+      let who = this.#who.get(s.pid);
+      if (who === undefined && !this.#who.has(s.pid)) {
+        who = attribution.attribute(s.pid);
+        this.#who.set(s.pid, who);
+      }
       if (!who) {
         this.stats.droppedExited += s.count;
         this.#dropped += s.count;
@@ -187,15 +199,23 @@ export class StackAggregator {
         aid = this.#attrIds.size;
         this.#attrIds.set(ak, aid);
       }
-      const entries: FrameEntry[] = [];
+      let owner = aid;
+      if (this.#opts.byProcess) {
+        const pk = `${aid}\u0000${s.pid}\u0000${s.comm}`;
+        owner = this.#owners.get(pk) ?? this.#owners.size;
+        this.#owners.set(pk, owner);
+      }
+      const entries: FrameEntry[] = new Array<FrameEntry>(s.frames.length);
       let resolved = 0;
-      let key = this.#opts.byProcess ? `${s.pid}\u0000${s.comm}\u0001${aid}` : `${aid}`;
+      // FNV-1a over (owner, frame ids): a number key instead of a string per stack; equal hashes are
+      // told apart by comparing the frame entries themselves.
+      let h = Math.imul(0x811c9dc5 ^ owner, 0x01000193);
       for (let i = 0; i < s.frames.length; i++) {
         const raw = s.frames[i] as bigint;
         const e = this.#frame(s.pid, i === 0 || raw === 0n ? raw : raw - RETURN_ADDRESS_ADJUST);
         if (e.resolved) resolved++;
-        entries.push(e);
-        key += `,${e.id}`;
+        entries[i] = e;
+        h = Math.imul(h ^ e.id, 0x01000193);
       }
       this.stats.framesResolved += resolved;
       this.stats.framesUnresolved += entries.length - resolved;
@@ -204,7 +224,12 @@ export class StackAggregator {
         this.#dropped += s.count;
         continue;
       }
-      const b = this.#buckets.get(key);
+      let chain = this.#buckets.get(h);
+      if (!chain) {
+        chain = [];
+        this.#buckets.set(h, chain);
+      }
+      const b = chain.find((x) => x.owner === owner && sameFrames(x.entries, entries));
       if (b) b.sample.count += s.count;
       else {
         const sample: LocalSample = { ...who, frames: entries.map((e) => e.wire), count: s.count };
@@ -212,7 +237,8 @@ export class StackAggregator {
           sample.pid = s.pid;
           sample.comm = s.comm;
         }
-        this.#buckets.set(key, { sample, frameKeys: entries.map((e) => e.key) });
+        chain.push({ sample, owner, entries });
+        this.#size++;
       }
     }
   }
@@ -224,18 +250,17 @@ export class StackAggregator {
 
   /** Distinct buckets held now (the memory that grows with stack diversity). */
   get size(): number {
-    return this.#buckets.size;
+    return this.#size;
   }
 
   /** Everything folded in since the last flush, as one body; resets. Samples sorted for determinism. */
   flush(window: WireWindow, hz: number): BatchBody & { samples: LocalSample[] } {
     // Heaviest first, then a total order on content (not on arrival), so equal inputs give
-    // byte-identical output. Sort keys are built once per sample, not per comparison.
-    const keyed = [...this.#buckets.values()].map((b) => ({ s: b.sample, k: sampleSortKey(b) }));
-    keyed.sort((a, b) =>
-      a.s.count !== b.s.count ? b.s.count - a.s.count : a.k < b.k ? -1 : a.k > b.k ? 1 : 0,
-    );
-    const samples = keyed.map((x) => x.s);
+    // byte-identical output.
+    const all: Bucket[] = [];
+    for (const chain of this.#buckets.values()) for (const b of chain) all.push(b);
+    all.sort(compareBuckets);
+    const samples = all.map((b) => b.sample);
     this.stats.stacksOut += samples.length;
     for (const s of samples) this.stats.samplesOut += s.count;
     const binaries = [...this.#pendingBinaries.values()].sort((a, b) =>
@@ -243,6 +268,9 @@ export class StackAggregator {
     );
     const body = { window, samples, binaries, hz, droppedSamples: this.#dropped };
     this.#buckets = new Map();
+    this.#size = 0;
+    this.#owners = new Map();
+    this.#who = new Map();
     this.#pendingBinaries = new Map();
     this.#byAddress = new Map();
     this.#byKey = new Map();
@@ -266,7 +294,34 @@ export class StackAggregator {
   }
 }
 
-function sampleSortKey(b: Bucket): string {
-  const s = b.sample;
-  return `${s.container}\u0000${s.pod}\u0000${s.namespace}\u0000${s.containerName}\u0000${s.imageDigest}\u0000${s.pid ?? ""}\u0000${s.comm ?? ""}\u0000${b.frameKeys.join("\u0001")}`;
+function sameFrames(a: readonly FrameEntry[], b: readonly FrameEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** count descending, then attribution, process, and frames by canonical key: a total order on content. */
+function compareBuckets(x: Bucket, y: Bucket): number {
+  const a = x.sample;
+  const b = y.sample;
+  if (a.count !== b.count) return b.count - a.count;
+  const c =
+    cmp(a.container, b.container) ||
+    cmp(a.pod, b.pod) ||
+    cmp(a.namespace, b.namespace) ||
+    cmp(a.containerName, b.containerName) ||
+    cmp(a.imageDigest, b.imageDigest) ||
+    (a.pid ?? 0) - (b.pid ?? 0) ||
+    cmp(a.comm ?? "", b.comm ?? "");
+  if (c !== 0) return c;
+  const n = Math.min(x.entries.length, y.entries.length);
+  for (let i = 0; i < n; i++) {
+    const d = cmp((x.entries[i] as FrameEntry).key, (y.entries[i] as FrameEntry).key);
+    if (d !== 0) return d;
+  }
+  return x.entries.length - y.entries.length;
 }
