@@ -9,13 +9,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import * as grpc from "@grpc/grpc-js";
-
-import { ingestService, type IngestHandlers, type StackBatch__Output } from "../proto/evidence.ts";
 import { Agent } from "./agent.ts";
 import { runAgent } from "./main.ts";
 import { hostOnly } from "./pipeline/attribution.ts";
 import { Symbolizer } from "./symbolize/symbolizer.ts";
+import { startCollectingIngest } from "./testing/ingest.ts";
 import { bpftraceChildrenOf, pgrepBpftrace } from "./testing/processes.ts";
 import { buildWorkload, readelfBuildId } from "./testing/workload.ts";
 
@@ -30,42 +28,6 @@ function readelfText(file: string): { fileOffset: number; size: number; address:
     address: parseInt(f[2] ?? "", 16),
     fileOffset: parseInt(f[3] ?? "", 16),
     size: parseInt(f[4] ?? "", 16),
-  };
-}
-
-/** A real gRPC Ingest server collecting every batch and acking it. */
-async function startIngest(): Promise<{
-  port: number;
-  batches: StackBatch__Output[];
-  stop: () => Promise<void>;
-}> {
-  const batches: StackBatch__Output[] = [];
-  const server = new grpc.Server();
-  const handlers: IngestHandlers = {
-    StreamStacks(call) {
-      call.on("data", (b: StackBatch__Output) => {
-        batches.push(b);
-        call.write({ seq: b.seq });
-      });
-      call.on("end", () => call.end());
-    },
-  };
-  server.addService(ingestService, handlers);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => {
-      if (err) reject(err);
-      else resolve(p);
-    });
-  });
-  return {
-    port,
-    batches,
-    stop: () =>
-      new Promise<void>((r) => {
-        server.tryShutdown(() => {
-          r();
-        });
-      }),
   };
 }
 
@@ -88,7 +50,7 @@ describe("stella agent run (real bpftrace, real gRPC)", () => {
   });
 
   it("ships attributed, symbolised stacks with binaries, serves metrics and probes, stops cleanly", async (t) => {
-    const ingest = await startIngest();
+    const ingest = await startCollectingIngest();
     const ac = new AbortController();
     let urls: { metricsUrl?: string; healthUrl?: string; agentId?: string } = {};
     const done = runAgent({

@@ -11,15 +11,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import * as grpc from "@grpc/grpc-js";
 import { CoreV1Api, type KubeConfig, type V1Pod, type V1PodStatus } from "@kubernetes/client-node";
 import { parse, stringify } from "yaml";
 
 import { CgroupFixture, findCgroupMount, randomHex } from "../agent/attribute/cgroup-fixture.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { runAgent } from "../agent/main.ts";
+import { startCollectingIngest } from "../agent/testing/ingest.ts";
 import { buildWorkload, readelfBuildId } from "../agent/testing/workload.ts";
-import { ingestService, type IngestHandlers, type StackBatch__Output } from "../proto/evidence.ts";
 import { startControlPlane, type ControlPlane } from "./harness/control-plane.ts";
 import { applyAgentIdentity } from "./helpers/chart.ts";
 import { kubectlOk } from "./helpers/kubectl.ts";
@@ -113,26 +112,8 @@ describe("stella agent run on a real control plane", () => {
     await fx.spawnInto(leaf, exe, []);
 
     // The operator's side: a real gRPC server that acks every batch.
-    const batches: StackBatch__Output[] = [];
-    const server = new grpc.Server();
-    const handlers: IngestHandlers = {
-      StreamStacks(call) {
-        call.on("data", (b: StackBatch__Output) => {
-          batches.push(b);
-          call.write({ seq: b.seq });
-        });
-        call.on("end", () => {
-          call.end();
-        });
-      },
-    };
-    server.addService(ingestService, handlers);
-    const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => {
-        if (err) reject(err);
-        else resolve(p);
-      });
-    });
+    const ingest = await startCollectingIngest();
+    const { port, batches } = ingest;
 
     const ac = new AbortController();
     // The chart's file with a faster interval and this container as the target (the chart samples all).
@@ -155,11 +136,7 @@ describe("stella agent run on a real control plane", () => {
     await sleep(5000);
     ac.abort();
     assert.equal(await done, 0);
-    await new Promise<void>((r) => {
-      server.tryShutdown(() => {
-        r();
-      });
-    });
+    await ingest.stop();
 
     const samples = batches.flatMap((b) => b.samples);
     t.diagnostic(`${batches.length} batches, ${samples.length} stacks`);

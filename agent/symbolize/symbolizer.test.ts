@@ -18,6 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { MapIndex, parseMaps } from "./maps.ts";
 import { parsePerfMap } from "./perf-map.ts";
 import { Symbolizer, type Frame } from "./symbolizer.ts";
+import { loadSegments } from "../testing/workload.ts";
 
 const WORKLOAD_C = String.raw`
 #include <unistd.h>
@@ -51,21 +52,6 @@ interface Segment {
   offset: number;
   vaddr: number;
   filesz: number;
-}
-
-/** PT_LOAD segments from `readelf -lW`. */
-function loadSegments(file: string): Segment[] {
-  const out: Segment[] = [];
-  for (const line of run("readelf", ["-lW", file]).split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f[0] !== "LOAD") continue;
-    out.push({
-      offset: parseInt(f[1] ?? "", 16),
-      vaddr: parseInt(f[2] ?? "", 16),
-      filesz: parseInt(f[4] ?? "", 16),
-    });
-  }
-  return out;
 }
 
 function vaddrToFileOffset(segs: Segment[], vaddr: number): number {
