@@ -7,43 +7,17 @@ import { readFileSync } from "node:fs";
 import type { Registry } from "prom-client";
 
 import { counter, gauge } from "../core/service/metrics.ts";
+import type { AgentStats } from "./agent.ts";
+import type { ElfCacheStats } from "./symbolize/elf-cache.ts";
+import type { ShipperStats } from "./ship/shipper.ts";
 
 /** Everything the metrics read; all optional so `record` and tests can wire a subset. */
 export interface AgentMetricSources {
-  agent?: () => {
-    samplerRestarts: number;
-    samplerCrashes: number;
-    lostEvents: number;
-    badLines: number;
-    oversizeLines: number;
-    badKeys: number;
-    unresolvedRatio: number;
-    lastIntervalSeconds: number;
-    intervals: number;
-    aggregator: {
-      samplesIn: number;
-      stacksOut: number;
-      samplesOut: number;
-      framesResolved: number;
-      framesUnresolved: number;
-      droppedExited: number;
-      droppedUnresolved: number;
-    };
-  };
+  agent?: () => AgentStats;
   sampling?: () => boolean;
   bpftracePid?: () => number | undefined;
-  shipper?: () => {
-    bufferBytes: number;
-    bufferBatches: number;
-    acked: number;
-    sent: number;
-    resent: number;
-    droppedBatches: number;
-    droppedSamples: number;
-    reconnects: number;
-    connected: boolean;
-  };
-  elfCache?: () => { bytes: number; entries: number; evictions: number };
+  shipper?: () => Readonly<ShipperStats>;
+  elfCache?: () => ElfCacheStats;
   attribution?: () => { pods: number; containers: number };
 }
 
