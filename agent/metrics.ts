@@ -175,6 +175,12 @@ export function registerAgentMetrics(reg: Registry, src: AgentMetricSources): vo
   ]);
   mirroredCounter(
     reg,
+    `${p}batches_rejected_total`,
+    "Batches the operator refused as malformed (not resent).",
+    [one(s && (() => s().rejected))],
+  );
+  mirroredCounter(
+    reg,
     `${p}dropped_batches_total`,
     "Unacknowledged batches dropped because the buffer was full.",
     [one(s && (() => s().droppedBatches))],

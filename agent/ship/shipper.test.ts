@@ -10,8 +10,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { isStellaError } from "../../core/errors.ts";
-import { encodedSize } from "../../proto/evidence.ts";
-import type { Binary, Sample } from "../../proto/evidence.ts";
+import { encodedSize, ingestService } from "../../proto/evidence.ts";
+import type { Ack, Binary, IngestHandlers, Sample, StackBatch__Output } from "../../proto/evidence.ts";
 import { Shipper } from "./shipper.ts";
 import type { ShipBody, ShipperLogger, ShipperOptions } from "./shipper.ts";
 import { splitBody } from "./split.ts";
@@ -463,6 +463,48 @@ describe("Shipper", () => {
         (e) => isStellaError(e, "SHIPPER_TLS"),
       );
     });
+  });
+
+  test("a batch the operator rejects (Ack.rejected) is dropped, counted and never resent", async () => {
+    const seen: number[] = [];
+    const server = new grpc.Server();
+    server.addService(ingestService, {
+      StreamStacks(call: grpc.ServerDuplexStream<StackBatch__Output, Ack>) {
+        call.on("data", (b: StackBatch__Output) => {
+          seen.push(b.seq);
+          call.write({ seq: b.seq, rejected: b.seq === 2 ? "samples[0].frames: 300 frames, limit 256" : "" });
+        });
+        call.on("end", () => {
+          call.end();
+        });
+      },
+    } satisfies IngestHandlers);
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => {
+        if (err) reject(err);
+        else resolve(p);
+      });
+    });
+    const { logger, lines } = captureLogger();
+    const s = shipper(port, { logger });
+    s.start();
+    for (let i = 0; i < 3; i++) s.enqueue(body([sample(i, 1)]));
+    await within(5000, s.waitIdle(), "idle");
+    await s.shutdown({ flushTimeoutMs: 1000 });
+    server.forceShutdown();
+    assert.deepEqual(seen, [1, 2, 3], "each batch sent once: the rejected one is not resent");
+    assert.equal(s.stats.acked, 2);
+    assert.equal(s.stats.rejected, 1);
+    assert.equal(
+      s.stats.enqueued,
+      s.stats.acked + s.stats.rejected + s.stats.droppedBatches + s.stats.bufferBatches,
+    );
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.level === "warn" && /rejected/.test(l.msg ?? "") && JSON.stringify(l.obj).includes("limit 256"),
+      ),
+    );
   });
 
   test("unknown acks are ignored and counted; error statuses back off and retry", async () => {

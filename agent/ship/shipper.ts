@@ -85,8 +85,10 @@ export interface ShipperStats {
   sent: number;
   /** Retransmissions of a batch on a later stream. */
   resent: number;
-  /** Batches acknowledged (and released). enqueued = acked + droppedBatches + bufferBatches. */
+  /** Batches acknowledged (and released). enqueued = acked + rejected + droppedBatches + bufferBatches. */
   acked: number;
+  /** Batches the operator refused for good (Ack.rejected set): released, not resent. */
+  rejected: number;
   /** Unacknowledged batches dropped because the buffer was full (oldest first). */
   droppedBatches: number;
   /** Samples (sum of `count`) in dropped batches plus samples dropped for being larger than maxMessageBytes. */
@@ -260,6 +262,7 @@ export class Shipper {
     sent: 0,
     resent: 0,
     acked: 0,
+    rejected: 0,
     droppedBatches: 0,
     droppedSamples: 0,
     droppedBytes: 0,
@@ -564,7 +567,11 @@ export class Shipper {
     }
     this.#entries.delete(ack.seq);
     this.#stats.bufferBytes -= entry.bytes;
-    this.#stats.acked++;
+    if (ack.rejected !== "") {
+      // Refused for good (malformed): resending would be refused again.
+      this.#stats.rejected++;
+      this.#o.logger.warn({ seq: ack.seq, reason: ack.rejected }, "the operator rejected a batch; dropped");
+    } else this.#stats.acked++;
     this.#dropping = false;
     this.#backoff.reset();
     if (this.#stream !== undefined && !this.#stream.ended) this.#stats.connected = true;
