@@ -3,7 +3,7 @@ import type { PublicKey } from "../../core/dsse/keys.ts";
 import { IN_TOTO_PAYLOAD_TYPE, parseStatement } from "../../core/dsse/statement.ts";
 import { verifyEnvelope } from "../../core/dsse/verify.ts";
 import { StellaError } from "../../core/errors.ts";
-import { FUNCPROOF_PREDICATE_TYPE } from "../../core/funcproof/funcproof.ts";
+import { FUNCPROOF_PREDICATE_TYPE, type FuncProof } from "../../core/funcproof/funcproof.ts";
 import {
   asFuncProof,
   summarize,
@@ -28,6 +28,8 @@ export interface VerifyDecision {
   reason: VerifiedReason;
   message: string;
   verifiedKeyIds: string[];
+  /** The signed FuncProof body, when Verified: its function table names stripped frames. */
+  proof?: FuncProof;
 }
 
 /** The spec fields the controller reads (the generated CRD type is wider). */
@@ -62,6 +64,7 @@ export function verifyFuncProofResource(
   spec: FuncProofSpecView,
   trusted: readonly PublicKey[],
 ): VerifyDecision {
+  let verifiedProof: FuncProof | undefined;
   if (name !== spec.buildId) {
     return decision("False", "NameMismatch", `metadata.name ${name} is not spec.buildId ${spec.buildId}`);
   }
@@ -106,6 +109,7 @@ export function verifyFuncProofResource(
       );
     }
     const proof = asFuncProof(statement.predicate, `${where} predicate`);
+    verifiedProof = proof;
     if (!statement.subject.some((s) => s.digest.sha256 === spec.file.sha256)) {
       return decision(
         "False",
@@ -127,10 +131,13 @@ export function verifyFuncProofResource(
     if (err instanceof StellaError) return decision("False", "MalformedEnvelope", err.message, verified);
     throw err;
   }
-  return decision(
-    "True",
-    "Verified",
-    `signed by ${verified.join(", ")}; spec matches the signed FuncProof`,
-    verified,
-  );
+  return {
+    ...decision(
+      "True",
+      "Verified",
+      `signed by ${verified.join(", ")}; spec matches the signed FuncProof`,
+      verified,
+    ),
+    ...(verifiedProof ? { proof: verifiedProof } : {}),
+  };
 }

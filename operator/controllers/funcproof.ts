@@ -3,13 +3,15 @@ import type { Logger } from "pino";
 import type { Counter, Registry } from "prom-client";
 
 import { API_VERSION, FUNC_PROOF_PLURAL, GROUP, VERSION, type FuncProof } from "../api/generated/index.ts";
-import { Controller } from "../runtime/controller.ts";
+import { Controller, type ReconcileResult } from "../runtime/controller.ts";
 import { type EventRecorder, objectRef } from "../runtime/events.ts";
 import { customResourceInformer, type ResourceInformer } from "../runtime/informer.ts";
 import { counter } from "../../core/service/metrics.ts";
 import { type Condition, patchStatus, setCondition, type StatusObject } from "../runtime/status.ts";
 import { verifyFuncProofResource, type FuncProofSpecView, type VerifyDecision } from "./funcproof-verify.ts";
 import type { TrustedKeys } from "./trusted-keys.ts";
+import type { FuncProof as CoreFuncProof } from "../../core/funcproof/funcproof.ts";
+import type { BuildIdObservation } from "../index/types.ts";
 
 export interface FuncProofControllerOptions {
   kubeConfig: KubeConfig;
@@ -18,7 +20,18 @@ export interface FuncProofControllerOptions {
   registry: Registry;
   logger: Logger;
   workers: number;
+  /**
+   * Told, on every reconcile, the signed body of a Verified FuncProof (its function table names stripped
+   * frames and answers "is this symbol in the product?"), or undefined when it is not (or no longer) verified.
+   */
+  onVerified?: (buildId: string, proof: CoreFuncProof | undefined) => void;
+  /** Where agents saw the BuildID run: written to status.observed with the Observed condition. */
+  observations?: { buildId(buildId: string): BuildIdObservation | undefined };
+  /** How often status.observed is refreshed (default 30 s). */
+  observedResyncMs?: number;
 }
+
+const MAX_OBSERVED_NODES = 256;
 
 /**
  * Verifies FuncProof resources: level-based, so every reconcile recomputes `Verified` from the
@@ -31,8 +44,10 @@ export class FuncProofController {
   readonly #keys: TrustedKeys;
   readonly #events: EventRecorder;
   readonly #verifications: Counter<"result">;
+  readonly #opts: FuncProofControllerOptions;
 
   constructor(opts: FuncProofControllerOptions) {
+    this.#opts = opts;
     this.#api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
     this.#keys = opts.trustedKeys;
     this.#events = opts.events;
@@ -62,9 +77,13 @@ export class FuncProofController {
     });
   }
 
-  async reconcile(key: string): Promise<void> {
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const cached = this.informer.get(key);
-    if (cached === undefined) return; // deleted: nothing to do
+    if (cached === undefined) {
+      this.#opts.onVerified?.(key, undefined); // deleted
+      return undefined;
+    }
+    const observations = this.#opts.observations;
     let decided: VerifyDecision | undefined;
     let transitioned = false;
     await patchStatus(
@@ -91,17 +110,41 @@ export class FuncProofController {
         const ids = [...decision.verifiedKeyIds].sort();
         const sameIds = JSON.stringify(fp.status?.verifiedKeyIds ?? []) === JSON.stringify(ids);
         const sameGen = fp.status?.observedGeneration === generation;
-        if (!next.changed && sameIds && sameGen) return undefined;
+        // Observed: where and when agents last saw this BuildID execute (from the hot-symbol index).
+        const seen = observations?.buildId(fp.spec.buildId);
+        let conditions = next.conditions;
+        let observed = fp.status?.observed;
+        let observedChanged = false;
+        if (seen) {
+          observed = {
+            lastSeen: new Date(seen.lastSeenMs).toISOString().replace(/\.\d{3}Z$/, "Z"),
+            nodes: seen.nodes.slice(0, MAX_OBSERVED_NODES),
+            pods: seen.pods.length,
+          };
+          observedChanged = JSON.stringify(observed) !== JSON.stringify(fp.status?.observed);
+          const o = setCondition(conditions, {
+            type: "Observed",
+            status: "True",
+            reason: "Executed",
+            message: `${seen.samples} samples on ${seen.nodes.length} node(s), ${seen.pods.length} pod(s); last ${observed.lastSeen}`,
+            ...(generation !== undefined ? { observedGeneration: generation } : {}),
+          });
+          conditions = o.conditions;
+          observedChanged ||= o.changed;
+        }
+        if (!next.changed && sameIds && sameGen && !observedChanged) return undefined;
         transitioned = before?.status !== decision.status || before.reason !== decision.reason;
         return {
           ...(fp.status ?? {}),
           ...(generation !== undefined ? { observedGeneration: generation } : {}),
-          conditions: next.conditions,
+          conditions,
           verifiedKeyIds: ids,
+          ...(observed ? { observed } : {}),
         };
       },
       { resourceVersion: cached.metadata?.resourceVersion },
     );
+    this.#opts.onVerified?.(key, decided?.status === "True" ? decided.proof : undefined);
     if (decided && transitioned) {
       this.#verifications.inc({ result: decided.reason });
       this.#events.event(
@@ -114,5 +157,6 @@ export class FuncProofController {
         },
       );
     }
+    return observations ? { requeueAfterMs: this.#opts.observedResyncMs ?? 30_000 } : undefined;
   }
 }
