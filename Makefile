@@ -93,7 +93,12 @@ E2E_TESTS := "e2e/**/*.e2e.test.ts"
 E2E_RUN := PATH="$(E2E_CACHE)/bin:$$PATH" node --test --test-reporter=spec --test-concurrency=1 $(E2E_TESTS)
 KIND_CLUSTER := stella-e2e
 
-.PHONY: e2e-tools cluster-up cluster-down e2e e2e-kind
+.PHONY: e2e-tools cluster-up cluster-down e2e e2e-kind demo
+
+# The main job on this machine (root: bpftrace): control plane, operator, agent, a stripped workload and its
+# FuncProof, three VexStatements flipping on runtime evidence. Ctrl-C leaves nothing running.
+demo: build e2e-tools
+	PATH="$(E2E_CACHE)/bin:$$PATH" node e2e/demo/demo.ts
 
 # kube-apiserver, etcd, kubectl, helm built from Go modules into e2e/.cache/bin (cold ~17 min, warm 0.1 s).
 e2e-tools:

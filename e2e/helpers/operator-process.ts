@@ -31,6 +31,7 @@ export interface OperatorProcess {
   readonly pid: number;
   readonly healthPort: number;
   readonly metricsPort: number;
+  readonly ingestPort: number;
   readonly logFile: string;
   logs(): string;
   metrics(): Promise<string>;
@@ -47,15 +48,18 @@ export async function startOperator(opts: {
   env: Record<string, string>;
   dir: string;
   name: string;
+  /** The gRPC ingest port (default: any free one; a restarted operator passes the same). */
+  ingestPort?: number;
 }): Promise<OperatorProcess> {
   const healthPort = await freePort();
   const metricsPort = await freePort();
+  const ingestPort = opts.ingestPort ?? (await freePort());
   const args = opts.args
     .filter((a) => !/^--(health|metrics|ingest|webhook)-addr=/.test(a))
     .concat([
       `--health-addr=127.0.0.1:${healthPort}`,
       `--metrics-addr=127.0.0.1:${metricsPort}`,
-      `--ingest-addr=127.0.0.1:0`,
+      `--ingest-addr=127.0.0.1:${ingestPort}`,
       `--webhook-addr=127.0.0.1:0`,
     ]);
   const logFile = join(opts.dir, `${opts.name}.log`);
@@ -78,6 +82,7 @@ export async function startOperator(opts: {
     pid: child.pid ?? -1,
     healthPort,
     metricsPort,
+    ingestPort,
     logFile,
     logs: () => readFileSync(logFile, "utf8"),
     metrics: async () => (await get(metricsPort, "/metrics")).text(),
