@@ -131,6 +131,7 @@ describe("chart and operator on a real API server", () => {
     assert.deepEqual([...new Set(manifests.map((m) => m.kind))].sort(), [
       "ClusterRole",
       "ClusterRoleBinding",
+      "ConfigMap",
       "DaemonSet",
       "Deployment",
       "Role",
