@@ -7,6 +7,7 @@ import { registerAttest } from "./commands/attest.ts";
 import { registerFuncproof } from "./commands/funcproof.ts";
 import { registerKeygen } from "./commands/keygen.ts";
 import { registerScan } from "./commands/scan.ts";
+import { registerVex } from "./commands/vex.ts";
 import { VERSION } from "./version.ts";
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerAttest(program);
   registerKeygen(program);
   registerAgent(program);
+  registerVex(program);
   return program;
 }
 

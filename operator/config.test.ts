@@ -31,6 +31,7 @@ describe("operator config", () => {
       webhookAddr: ":9443",
       logLevel: "info",
       shutdownTimeoutSeconds: 30,
+      signingKeyFile: "",
     });
     assert.deepEqual(resolveConfig(), c);
     assert.ok(Object.isFrozen(DEFAULT_CONFIG));
@@ -120,6 +121,22 @@ describe("operator config", () => {
         return "";
       })(),
       /trustedKeysSecret: must be a DNS-1123 subdomain/,
+    );
+  });
+});
+
+describe("operator config: signing key", () => {
+  test("--signing-key-file and STELLA_SIGNING_KEY_FILE (flag wins)", () => {
+    assert.equal(
+      loadConfig({ argv: [], env: { STELLA_SIGNING_KEY_FILE: "/keys/env.pem" } }).signingKeyFile,
+      "/keys/env.pem",
+    );
+    assert.equal(
+      loadConfig({
+        argv: ["--signing-key-file", "/keys/flag.pem"],
+        env: { STELLA_SIGNING_KEY_FILE: "/keys/env.pem" },
+      }).signingKeyFile,
+      "/keys/flag.pem",
     );
   });
 });

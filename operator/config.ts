@@ -11,7 +11,7 @@
  * `--lease-name`, `--lease-duration-seconds`, `--renew-deadline-seconds`, `--retry-period-seconds`,
  * `--metrics-addr` (alias `--metrics-bind-address`; "0" disables), `--health-addr` (alias
  * `--health-probe-bind-address`), `--trusted-keys-secret`, `--workers`, `--log-level`,
- * `--shutdown-timeout-seconds`. Both `--flag value` and `--flag=value` work.
+ * `--shutdown-timeout-seconds`, `--signing-key-file`. Both `--flag value` and `--flag=value` work.
  */
 import { StellaError } from "../core/errors.ts";
 import type { LevelWithSilent } from "pino";
@@ -41,6 +41,11 @@ export interface OperatorConfig {
   logLevel: LevelWithSilent;
   /** Grace period for draining reconciles on SIGTERM (controller-runtime GracefulShutdownTimeout). */
   shutdownTimeoutSeconds: number;
+  /**
+   * PEM private key (as `stella keygen` writes it) that signs the OpenVEX documents of VexStatement
+   * decisions; "" = decisions are stored unsigned (Signed=False).
+   */
+  signingKeyFile: string;
 }
 
 export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
@@ -59,6 +64,7 @@ export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
   webhookAddr: ":9443",
   logLevel: "info",
   shutdownTimeoutSeconds: 30,
+  signingKeyFile: "",
 });
 
 export class ConfigError extends StellaError<"INVALID_CONFIG"> {
@@ -114,6 +120,7 @@ const FIELDS: { readonly [K in keyof OperatorConfig]: FieldSpec } = {
     env: "STELLA_SHUTDOWN_TIMEOUT_SECONDS",
     flags: ["shutdown-timeout-seconds"],
   },
+  signingKeyFile: { kind: "string", env: "STELLA_SIGNING_KEY_FILE", flags: ["signing-key-file"] },
 };
 
 const FIELD_NAMES = Object.keys(FIELDS) as (keyof OperatorConfig)[];
