@@ -32,6 +32,10 @@ describe("operator config", () => {
       logLevel: "info",
       shutdownTimeoutSeconds: 30,
       signingKeyFile: "",
+      walDir: "/var/lib/stella/wal",
+      ingestTlsCertFile: "",
+      ingestTlsKeyFile: "",
+      ingestClientCaFile: "",
     });
     assert.deepEqual(resolveConfig(), c);
     assert.ok(Object.isFrozen(DEFAULT_CONFIG));

@@ -46,6 +46,13 @@ export interface OperatorConfig {
    * decisions; "" = decisions are stored unsigned (Signed=False).
    */
   signingKeyFile: string;
+  /** Directory of the ingest write-ahead log (a volume: acknowledged samples survive a restart). */
+  walDir: string;
+  /** PEM serving certificate and key of the gRPC ingest; both "" = plaintext (loopback/tests only). */
+  ingestTlsCertFile: string;
+  ingestTlsKeyFile: string;
+  /** PEM CA bundle of agent client certificates; set = mTLS (agents without a valid certificate are refused). */
+  ingestClientCaFile: string;
 }
 
 export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
@@ -65,6 +72,10 @@ export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
   logLevel: "info",
   shutdownTimeoutSeconds: 30,
   signingKeyFile: "",
+  walDir: "/var/lib/stella/wal",
+  ingestTlsCertFile: "",
+  ingestTlsKeyFile: "",
+  ingestClientCaFile: "",
 });
 
 export class ConfigError extends StellaError<"INVALID_CONFIG"> {
@@ -121,6 +132,14 @@ const FIELDS: { readonly [K in keyof OperatorConfig]: FieldSpec } = {
     flags: ["shutdown-timeout-seconds"],
   },
   signingKeyFile: { kind: "string", env: "STELLA_SIGNING_KEY_FILE", flags: ["signing-key-file"] },
+  walDir: { kind: "string", env: "STELLA_WAL_DIR", flags: ["wal-dir"] },
+  ingestTlsCertFile: { kind: "string", env: "STELLA_INGEST_TLS_CERT_FILE", flags: ["ingest-tls-cert-file"] },
+  ingestTlsKeyFile: { kind: "string", env: "STELLA_INGEST_TLS_KEY_FILE", flags: ["ingest-tls-key-file"] },
+  ingestClientCaFile: {
+    kind: "string",
+    env: "STELLA_INGEST_CLIENT_CA_FILE",
+    flags: ["ingest-client-ca-file"],
+  },
 };
 
 const FIELD_NAMES = Object.keys(FIELDS) as (keyof OperatorConfig)[];
@@ -177,6 +196,13 @@ export function validateConfig(raw: Record<string, unknown>): OperatorConfig {
     if (problem !== undefined) throw new ConfigError(field, problem);
   }
   const c = raw as unknown as OperatorConfig;
+  if ((c.ingestTlsCertFile === "") !== (c.ingestTlsKeyFile === "")) {
+    throw new ConfigError("ingestTlsCertFile", "ingestTlsCertFile and ingestTlsKeyFile go together");
+  }
+  if (c.ingestClientCaFile !== "" && c.ingestTlsCertFile === "") {
+    throw new ConfigError("ingestClientCaFile", "mTLS needs ingestTlsCertFile and ingestTlsKeyFile too");
+  }
+  if (c.walDir === "") throw new ConfigError("walDir", "must name a directory");
   // client-go NewLeaderElector's rules.
   if (c.leaseDurationSeconds <= c.renewDeadlineSeconds) {
     throw new ConfigError("leaseDurationSeconds", "must be greater than renewDeadlineSeconds");

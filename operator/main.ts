@@ -7,6 +7,12 @@ import { FuncProofController } from "./controllers/funcproof.ts";
 import { TrustedKeys } from "./controllers/trusted-keys.ts";
 import { createLogger } from "../core/service/log.ts";
 import { installSignalHandlers, Manager } from "./runtime/manager.ts";
+import { VexStatementController, loadVexSigner } from "./controllers/vexstatement.ts";
+import { InMemoryFunctionPresence, type FunctionPresence } from "./controllers/vexstatement-presence.ts";
+import { createHotSymbolIndex } from "./index/hot-symbols.ts";
+import { ImageBinaries, withImageBinaries } from "./index/image-binaries.ts";
+import { FuncProofNamer } from "./index/namer.ts";
+import { IngestServer, type IngestTls } from "./ingest/server.ts";
 
 export interface OperatorOptions {
   config: OperatorConfig;
@@ -14,23 +20,113 @@ export interface OperatorOptions {
   kubeConfig?: KubeConfig;
 }
 
-/** Builds the manager with every controller; the caller starts it. */
+function ingestTls(c: OperatorConfig): IngestTls {
+  if (c.ingestTlsCertFile === "") return { insecure: true };
+  return {
+    certFile: c.ingestTlsCertFile,
+    keyFile: c.ingestTlsKeyFile,
+    ...(c.ingestClientCaFile !== "" ? { clientCaFile: c.ingestClientCaFile } : {}),
+  };
+}
+
+/**
+ * Builds the manager with every component; the caller starts it. Data flow: agents → IngestServer
+ * (write-ahead log, then fold, then ack) → hot-symbol index ← FuncProof controller (verified function
+ * tables name stripped frames; a newly verified one triggers a rebuild of the index from the log) →
+ * VexStatement controller (decisions, signed OpenVEX). Ingest and the controllers run on the leader
+ * only: the index behind a decision is the one the agents feed.
+ */
 export function buildOperator(opts: OperatorOptions): Manager {
-  const logger = createLogger({ level: opts.config.logLevel });
+  const config = opts.config;
+  const logger = createLogger({ level: config.logLevel });
   const kubeConfig = opts.kubeConfig ?? loadKubeConfig();
-  const manager = new Manager({ config: opts.config, logger, kubeConfig });
-  const keys = new TrustedKeys(kubeConfig, opts.config.namespace, opts.config.trustedKeysSecret, logger);
+  const manager = new Manager({ config, logger, kubeConfig });
+  const keys = new TrustedKeys(kubeConfig, config.namespace, config.trustedKeysSecret, logger);
   manager.addInformer(keys.informer);
+
+  const namer = new FuncProofNamer();
+  const images = new ImageBinaries();
+  const index = withImageBinaries(createHotSymbolIndex({ namer }), images);
+  const functions = new InMemoryFunctionPresence();
+  const presence: FunctionPresence = {
+    lookup: (symbol, buildIds) => functions.lookup(symbol, buildIds),
+    verified: (buildIds) => functions.verified(buildIds),
+    imageBuildIds: (digest) => images.buildIds(digest) ?? functions.imageBuildIds(digest),
+    onChange: (handler) => {
+      functions.onChange(handler);
+    },
+  };
+  const ingest = new IngestServer({
+    address: config.ingestAddr,
+    tls: ingestTls(config),
+    walDir: config.walDir,
+    index,
+    logger: logger.child({ component: "ingest" }),
+    registry: manager.registry,
+  });
+  let rebuildTimer: NodeJS.Timeout | undefined;
   const funcProofs = new FuncProofController({
     kubeConfig,
     trustedKeys: keys,
     events: manager.eventRecorder,
     registry: manager.registry,
     logger,
-    workers: opts.config.workers,
+    workers: config.workers,
+    observations: index,
+    onVerified: (buildId, proof) => {
+      if (proof === undefined) {
+        namer.delete(buildId);
+        functions.remove(buildId);
+        return;
+      }
+      const known = namer.has(buildId);
+      namer.addFuncProof(proof);
+      if (!known) {
+        functions.add(
+          buildId,
+          proof.functions.map((f) => f.sym),
+        );
+        // Frames of this binary folded before its FuncProof verified are still unnamed: refold the log
+        // (debounced: a burst of new FuncProofs costs one rebuild).
+        if (ingest.ready) {
+          clearTimeout(rebuildTimer);
+          rebuildTimer = setTimeout(() => {
+            ingest.rebuildIndex().catch((err: unknown) => {
+              logger.error({ err }, "index rebuild failed");
+            });
+          }, 1000);
+          rebuildTimer.unref();
+        }
+      }
+    },
   });
   manager.addInformer(funcProofs.informer);
   manager.addController(funcProofs.controller);
+  const vex = new VexStatementController({
+    kubeConfig,
+    index,
+    presence,
+    signer: loadVexSigner(config.signingKeyFile),
+    events: manager.eventRecorder,
+    registry: manager.registry,
+    logger,
+    workers: config.workers,
+  });
+  manager.addInformer(vex.informer);
+  manager.addController(vex.controller);
+  manager.add(
+    {
+      name: "ingest",
+      start: async () => {
+        await ingest.start();
+      },
+      shutdown: async () => {
+        clearTimeout(rebuildTimer);
+        await ingest.shutdown();
+      },
+    },
+    { needLeaderElection: true },
+  );
   return manager;
 }
 

@@ -135,8 +135,14 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       /Build ID: ([0-9a-f]+)/.exec(execFileSync("readelf", ["-n", exe], { encoding: "utf8" }))?.[1] ?? "";
     // No registry here: the "image digest" is the sha256 of the shipped (stripped) binary.
     const imageDigest = `sha256:${createHash("sha256").update(readFileSync(stripped)).digest("hex")}`;
-    const cr = stella(["funcproof", exe, "--sign", join(dir, "release.key"), "--emit-cr"]);
-    kubectlOk(cp, ["apply", "--server-side", "-f", "-"], cr);
+    // The image's other binary that shows up in its stacks: libc (what `stella funcproof IMAGE` would prove too).
+    const libc = execFileSync("sh", ["-c", `ldd ${exe} | awk '/libc.so/ {print $3}'`], {
+      encoding: "utf8",
+    }).trim();
+    for (const file of [exe, libc]) {
+      const cr = stella(["funcproof", file, "--sign", join(dir, "release.key"), "--emit-cr"]);
+      kubectlOk(cp, ["apply", "--server-side", "-f", "-"], cr);
+    }
 
     say("starting the operator (gRPC ingest, hot-symbol index, FuncProof and VexStatement controllers)");
     const kubeconfigPath = join(dir, "admin.kubeconfig");

@@ -105,6 +105,23 @@ describe("Shipper → IngestServer", () => {
     await again.server.shutdown();
   });
 
+  test("rebuildIndex refolds the whole log once, also while batches keep arriving", async () => {
+    const { server, index } = await startServer(newDir("wal"), { walSegmentBytes: 16 * 1024 });
+    const s = shipper(server.port);
+    for (let i = 0; i < 200; i++) s.enqueue(body([sample(i, 1)]));
+    await s.waitIdle();
+    // More batches race with the rebuild: each must still be folded exactly once.
+    for (let i = 200; i < 400; i++) s.enqueue(body([sample(i, 1)]));
+    const reread = await server.rebuildIndex();
+    await s.waitIdle();
+    await s.shutdown();
+    assert.ok(reread >= 200, `reread ${reread}`);
+    assert.equal(index.folded.length, 400);
+    assert.equal(new Set(keysOf(index)).size, 400, "each batch folded once after the rebuild");
+    assert.equal(server.stats.rebuilds, 1);
+    await server.shutdown();
+  });
+
   test("a torn WAL tail is cut at start; earlier batches survive and the server serves", async () => {
     const walDir = newDir("wal");
     const { server } = await startServer(walDir);

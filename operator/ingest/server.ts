@@ -96,6 +96,8 @@ export interface IngestStats {
   replayed: number;
   /** Batches whose fold threw (they are stored and acknowledged; the error is logged). */
   foldErrors: number;
+  /** Index rebuilds from the write-ahead log. */
+  rebuilds: number;
   startedAtMs: number | undefined;
   wal: WalStats;
   dedup: DedupStats;
@@ -172,7 +174,18 @@ export class IngestServer {
     streams: Gauge;
     replayed: Counter;
   };
-  readonly #stats = { stored: 0, duplicates: 0, rejected: 0, samples: 0, replayed: 0, foldErrors: 0 };
+  readonly #stats = {
+    stored: 0,
+    duplicates: 0,
+    rejected: 0,
+    samples: 0,
+    replayed: 0,
+    foldErrors: 0,
+    rebuilds: 0,
+  };
+  #rebuild: Promise<number> | undefined;
+  /** While the index is rebuilt: batches stored meanwhile, folded after the reread. */
+  #held: StackBatch__Output[] | undefined;
   #server: grpc.Server | undefined;
   #port = 0;
   #ready = false;
@@ -486,7 +499,36 @@ export class IngestServer {
     this.#m.batches.inc({ result: "duplicate" });
   }
 
-  #fold(batch: StackBatch__Output): void {
+  /**
+   * Clears the index and folds the whole write-ahead log into it again (e.g. a newly verified FuncProof
+   * names frames folded unnamed). Batches stored meanwhile are folded after the reread, so each counts once.
+   * Concurrent calls share one rebuild.
+   */
+  rebuildIndex(): Promise<number> {
+    this.#rebuild ??= (async () => {
+      const held: StackBatch__Output[] = [];
+      this.#held = held;
+      try {
+        this.#index.clear();
+        const n = await this.#wal.reread((b) => {
+          this.#fold(b, true);
+        });
+        this.#stats.rebuilds++;
+        return n;
+      } finally {
+        this.#held = undefined;
+        for (const b of held) this.#fold(b, true);
+        this.#rebuild = undefined;
+      }
+    })();
+    return this.#rebuild;
+  }
+
+  #fold(batch: StackBatch__Output, direct = false): void {
+    if (!direct && this.#held) {
+      this.#held.push(batch);
+      return;
+    }
     try {
       this.#index.fold(batch);
     } catch (err) {

@@ -330,6 +330,42 @@ export class WriteAheadLog {
   }
 
   /**
+   * Reads every committed record again, in order (the log is the index's source of truth: after a new
+   * FuncProof names more frames, the index is rebuilt from it). Only bytes committed when the call starts
+   * are read, so a caller that holds back folds of later appends until this resolves counts each once.
+   */
+  async reread(fn: (batch: StackBatch__Output) => void): Promise<number> {
+    if (this.#state !== "open") throw new StellaError("WAL_STATE", "wal reread() needs an open log");
+    const snapshot = this.#segments.map((seg) => ({ path: seg.path, bytes: seg.bytes }));
+    let n = 0;
+    for (const seg of snapshot) {
+      if (seg.bytes === 0) continue;
+      const fh = await open(seg.path, "r");
+      let data: Buffer;
+      try {
+        data = Buffer.alloc(seg.bytes);
+        await fh.read(data, 0, seg.bytes, 0);
+      } catch (err) {
+        // Compacted away meanwhile: its batches are past retention anyway.
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      } finally {
+        await fh.close();
+      }
+      let off = 0;
+      while (off + RECORD_HEADER_BYTES <= data.length) {
+        const len = data.readUInt32LE(off);
+        const payload = data.subarray(off + RECORD_HEADER_BYTES, off + RECORD_HEADER_BYTES + len);
+        if (payload.length !== len || crc32(payload) !== data.readUInt32LE(off + 4)) break;
+        off += RECORD_HEADER_BYTES + len;
+        fn(decodeBatch(payload));
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
    * Deletes closed segments whose newest batch window ended before `beforeMs` (the open segment is kept).
    * Returns the number deleted. Their batches' (agentId, seq) leave the de-duplication state rebuilt at the
    * next replay; retention must therefore be far longer than any agent keeps an unacknowledged batch.

@@ -1,0 +1,63 @@
+// Which binaries make up a running image, as the agents see them: image digest → the BuildIDs of native
+// frames sampled in its containers. The VexStatement controller needs it to say "not present": only a
+// product whose every binary has a verified FuncProof can be said not to contain a symbol.
+import type { StackBatch__Output } from "../../proto/evidence.ts";
+import type { HotSymbolIndex } from "./types.ts";
+
+/** Bounds: images tracked, and BuildIDs per image (a container maps few dozen binaries). */
+const MAX_IMAGES = 10_000;
+const MAX_BUILD_IDS_PER_IMAGE = 1_024;
+
+export class ImageBinaries {
+  readonly #byImage = new Map<string, Set<string>>();
+
+  observe(batch: StackBatch__Output): void {
+    for (const s of batch.samples) {
+      if (s.imageDigest === "") continue;
+      let set = this.#byImage.get(s.imageDigest);
+      if (!set) {
+        if (this.#byImage.size >= MAX_IMAGES) {
+          const oldest = this.#byImage.keys().next().value;
+          if (oldest !== undefined) this.#byImage.delete(oldest);
+        }
+        set = new Set();
+        this.#byImage.set(s.imageDigest, set);
+      }
+      for (const f of s.frames)
+        if (f.kind === "KIND_NATIVE" && f.buildId !== "" && set.size < MAX_BUILD_IDS_PER_IMAGE)
+          set.add(f.buildId);
+    }
+  }
+
+  buildIds(imageDigest: string): string[] | undefined {
+    const set = this.#byImage.get(imageDigest);
+    return set ? [...set].sort() : undefined;
+  }
+
+  clear(): void {
+    this.#byImage.clear();
+  }
+}
+
+/** The index, also noting each image's binaries as batches are folded (and forgetting them on clear). */
+export function withImageBinaries(index: HotSymbolIndex, images: ImageBinaries): HotSymbolIndex {
+  return {
+    fold: (b) => {
+      index.fold(b);
+      images.observe(b);
+    },
+    query: (q) => index.query(q),
+    productSamples: (d, s, u) => index.productSamples(d, s, u),
+    buildId: (id) => index.buildId(id),
+    prune: (before) => {
+      index.prune(before);
+    },
+    clear: () => {
+      index.clear();
+      images.clear();
+    },
+    get stats() {
+      return index.stats;
+    },
+  };
+}
