@@ -20,6 +20,9 @@ export interface OperatorOptions {
   kubeConfig?: KubeConfig;
 }
 
+/** How soon after new batches every VexStatement is re-decided. */
+const REDECIDE_DEBOUNCE_MS = 1000;
+
 function ingestTls(c: OperatorConfig): IngestTls {
   if (c.ingestTlsCertFile === "") return { insecure: true };
   return {
@@ -114,6 +117,22 @@ export function buildOperator(opts: OperatorOptions): Manager {
   });
   manager.addInformer(vex.informer);
   manager.addController(vex.controller);
+  // New evidence can decide a statement now: re-decide them all soon after batches arrive (debounced), rather
+  // than at their next revisit. This is what keeps a flip within about one agent interval.
+  let redecideTimer: NodeJS.Timeout | undefined;
+  const foldIndex = index.fold.bind(index);
+  index.fold = (b) => {
+    foldIndex(b);
+    redecideTimer ??= setTimeout(() => {
+      redecideTimer = undefined;
+      for (const key of vex.informer.keys()) vex.controller.enqueue(key);
+    }, REDECIDE_DEBOUNCE_MS);
+    redecideTimer.unref();
+  };
+  // Ready once the write-ahead log is replayed (on the leader; other replicas do not ingest).
+  manager.healthServer.addReadinessCheck("ingest", () => {
+    if (manager.isLeader() && !ingest.ready) throw new Error("replaying the ingest write-ahead log");
+  });
   manager.add(
     {
       name: "ingest",
