@@ -82,6 +82,22 @@ describe("VexStatement decisions from runtime evidence", () => {
     assert.ok((e?.cpuSharePermille ?? 0) > 500, "parse_hdr is most of apigw's CPU");
   });
 
+  it("the FuncProof of the running binary says where and when it was observed", async () => {
+    const fp = await eventually("FuncProof Observed", 60_000, () => {
+      const x = JSON.parse(kubectlOk(demo.cp, ["get", "funcproof", demo.buildId, "-o", "json"])) as {
+        status?: {
+          observed?: { lastSeen?: string; nodes?: string[]; pods?: number };
+          conditions?: { type: string; status: string }[];
+        };
+      };
+      return x.status?.observed?.lastSeen ? x : undefined;
+    });
+    assert.deepEqual(fp.status?.observed?.nodes, ["demo-node"]);
+    assert.equal(fp.status?.observed?.pods, 1);
+    assert.ok(Date.now() - Date.parse(fp.status?.observed?.lastSeen ?? "") < 120_000, "seen recently");
+    assert.equal(fp.status?.conditions?.find((c) => c.type === "Observed")?.status, "True");
+  });
+
   it("a symbol absent from every FuncProof of the product: not_affected / vulnerable_code_not_present", async () => {
     const v = await eventually("cve-demo-0003 decided", 30_000, () => {
       const x = vex("cve-demo-0003");
