@@ -1,15 +1,16 @@
 // The shipper against a real gRPC server over 127.0.0.1 sockets (the durable test ingest server, in-process or
 // as a child process that gets SIGKILLed), with short backoffs so the file runs in well under a minute.
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { isStellaError } from "../../core/errors.ts";
+import { makeTestPki } from "../../core/testing/test-pki.ts";
 import { encodedSize, ingestService } from "../../proto/evidence.ts";
 import type { Ack, Binary, IngestHandlers, Sample, StackBatch__Output } from "../../proto/evidence.ts";
 import { Shipper } from "./shipper.ts";
@@ -342,61 +343,7 @@ describe("Shipper", () => {
   describe("TLS", () => {
     const dir = join(tmp, "pki");
     const certs = (): void => {
-      execFileSync("mkdir", ["-p", dir]);
-      const ossl = (...args: string[]): void => {
-        execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-      };
-      const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-      ossl(
-        "req",
-        "-x509",
-        ...ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=stella-test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-      );
-      for (const [name, ext] of [
-        ["server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"],
-        ["client", "extendedKeyUsage=clientAuth\n"],
-      ] as const) {
-        writeFileSync(join(dir, `${name}.ext`), ext);
-        ossl(
-          "req",
-          ...ec,
-          "-keyout",
-          `${name}.key`,
-          "-out",
-          `${name}.csr`,
-          "-subj",
-          `/CN=stella-test-${name}`,
-        );
-        ossl(
-          "x509",
-          "-req",
-          "-in",
-          `${name}.csr`,
-          "-CA",
-          "ca.crt",
-          "-CAkey",
-          "ca.key",
-          "-CAcreateserial",
-          "-out",
-          `${name}.crt`,
-          "-days",
-          "1",
-          "-extfile",
-          `${name}.ext`,
-        );
-      }
+      makeTestPki(dir);
     };
 
     test("TLS verifies the server; mTLS rejects a client without a certificate and accepts one with it", async () => {

@@ -1,10 +1,10 @@
 // IngestServer over real gRPC on 127.0.0.1, with the agent's real Shipper as the client where it fits.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { makeTestPki } from "../../core/testing/test-pki.ts";
 import { after, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createRegistry } from "../../core/service/metrics.ts";
@@ -274,53 +274,8 @@ function batchOf(seq: number): StackBatch {
 
 describe("TLS", () => {
   const dir = newDir("tls");
-  const ossl = (...args: string[]): void => {
-    execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-  };
   const setup = (): void => {
-    execFileSync("mkdir", ["-p", dir]);
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    ossl(
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=stella-test-ca",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    );
-    for (const [name, ext] of [
-      ["server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"],
-      ["client", "extendedKeyUsage=clientAuth\n"],
-    ] as const) {
-      writeFileSync(join(dir, `${name}.ext`), ext);
-      ossl("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=stella-test-${name}`);
-      ossl(
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        `${name}.crt`,
-        "-days",
-        "1",
-        "-extfile",
-        `${name}.ext`,
-      );
-    }
+    makeTestPki(dir);
   };
   const f = (name: string): string => join(dir, name);
 
