@@ -369,7 +369,7 @@ export class Shipper {
         hz: body.hz,
         droppedSamples: piece.droppedSamples,
       };
-      const bytes = encodedSize(batch);
+      const bytes = piece.sizeBound ?? encodedSize(batch);
       this.#makeRoom(bytes);
       this.#entries.set(seq, { batch, bytes, sampleCount: piece.sampleCount, writes: 0 });
       this.#stats.bufferBytes += bytes;

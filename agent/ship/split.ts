@@ -32,6 +32,8 @@ export interface Piece {
   droppedSamples: number;
   /** Sum of `count` over `samples`. */
   sampleCount: number;
+  /** An upper bound of the piece's encoded size when already known (saves encoding it again). */
+  sizeBound?: number;
 }
 
 export interface SplitResult {
@@ -96,13 +98,16 @@ export function splitBody(
     hz: body.hz,
     droppedSamples: Number.MAX_SAFE_INTEGER,
   };
-  // Fast path: the whole body fits (the common case).
-  if (encodedSize(whole) <= maxMessageBytes) {
+  // Fast path: the whole body fits (the common case). Its size with the largest seq and droppedSamples is
+  // an upper bound of the real one (a few bytes over): the buffer accounts with it instead of encoding again.
+  const wholeBytes = encodedSize(whole);
+  if (wholeBytes <= maxMessageBytes) {
     result.pieces.push({
       samples: body.samples,
       binaries: body.binaries,
       droppedSamples: body.droppedSamples,
       sampleCount: sampleCountOf(body.samples),
+      sizeBound: wholeBytes,
     });
     return result;
   }
