@@ -258,6 +258,29 @@ describe("HotSymbolIndex top stacks", () => {
     assert.deepEqual(obs.topStacks[0], { stack: "f;big63", count: 1063 });
     assert.ok(obs.topStacks.every((s) => s.stack.includes("big")));
   });
+
+  test("eviction: smallest count first, ties the greatest stack; a stack counted again is no longer smallest", () => {
+    const ix = index({ maxStacks: 3 });
+    const fold = (callee: string, count: number): void => {
+      ix.fold(batch(T, [sample(["f", callee], count)]));
+    };
+    fold("a", 1);
+    fold("b", 1);
+    fold("c", 1);
+    fold("d", 1); // evicts c (a, b, c tie at 1)
+    fold("a", 5); // a: 6
+    fold("e", 2); // evicts d (b, d tie at 1)
+    fold("c", 1); // evicts b
+    fold("g", 1); // evicts c (c, g: g is new, c the only smallest before it)
+    fold("e", 1); // e: 3
+    fold("h", 1); // evicts g
+    assert.equal(ix.stats.evictedStacks, 5);
+    assert.deepEqual(ix.query({ name: "f", ...ALL }).topStacks, [
+      { stack: "f;a", count: 6 },
+      { stack: "f;e", count: 3 },
+      { stack: "f;h", count: 1 },
+    ]);
+  });
 });
 
 describe("HotSymbolIndex memory bound", () => {
