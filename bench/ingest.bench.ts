@@ -14,7 +14,7 @@ import type { StackBatch__Output } from "../proto/evidence.ts";
 import { IngestServer } from "../operator/ingest/server.ts";
 import { encodeBatch } from "../operator/ingest/wal.ts";
 import { RecordingIndex } from "../operator/ingest/testing/ingest-process.ts";
-import { binary, body, sample } from "../operator/ingest/testing/batches.ts";
+import { binary, body, sample } from "../proto/testing/batches.ts";
 
 const GOAL = 100_000;
 const SAMPLES = 2000;

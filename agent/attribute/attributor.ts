@@ -90,7 +90,8 @@ interface Entry {
   container: CgroupContainer | undefined;
 }
 
-const HOST: Attribution = Object.freeze({
+/** A process outside any container. */
+export const HOST_ATTRIBUTION: Attribution = Object.freeze({
   container: HOST_CONTAINER,
   pod: "",
   namespace: "",
@@ -144,7 +145,7 @@ export class Attributor {
     const c = entry.container;
     if (c === undefined) {
       this.#stats.host++;
-      return HOST;
+      return HOST_ATTRIBUTION;
     }
     this.#stats.container++;
     return this.#resolve(c);

@@ -1,16 +1,9 @@
 // Who a sampled process belongs to. The aggregator asks an AttributionSource: the Attributor
 // (agent/attribute/: cgroup → container → pod → image) or, for tests and container-less use, hostOnly.
-import type { Attribution } from "../attribute/attributor.ts";
+import { HOST_ATTRIBUTION, type Attribution } from "../attribute/attributor.ts";
 
 export type { Attribution };
-
-export const HOST_ATTRIBUTION: Attribution = Object.freeze({
-  container: "host",
-  pod: "",
-  namespace: "",
-  containerName: "",
-  imageDigest: "",
-});
+export { HOST_ATTRIBUTION };
 
 export interface AttributionSource {
   /** undefined when the process is gone. */

@@ -12,10 +12,11 @@ import * as grpc from "@grpc/grpc-js";
 import { isStellaError } from "../../core/errors.ts";
 import { makeTestPki } from "../../core/testing/test-pki.ts";
 import { encodedSize, ingestService } from "../../proto/evidence.ts";
-import type { Ack, Binary, IngestHandlers, Sample, StackBatch__Output } from "../../proto/evidence.ts";
+import type { Ack, IngestHandlers, StackBatch__Output } from "../../proto/evidence.ts";
 import { Shipper } from "./shipper.ts";
 import type { ShipBody, ShipperLogger, ShipperOptions } from "./shipper.ts";
 import { splitBody } from "./split.ts";
+import { binary, body, sample } from "../../proto/testing/batches.ts";
 import { DurableIngestServer, UNKNOWN_ACK_SEQ } from "./testing/durable-ingest-server.ts";
 import type { IngestRecord } from "./testing/durable-ingest-server.ts";
 
@@ -31,42 +32,6 @@ after(() => {
 
 let fileCounter = 0;
 const tmpFile = (name: string): string => join(tmp, `${++fileCounter}-${name}`);
-
-function sample(i: number, count: number, frames = 3): Sample {
-  return {
-    container: "c".repeat(64),
-    pod: `pod-${i % 7}`,
-    namespace: "default",
-    imageDigest: "sha256:" + "ab".repeat(32),
-    containerName: "app",
-    frames: Array.from({ length: frames }, (_, f) => ({
-      kind: "KIND_NATIVE" as const,
-      buildId: "0123456789abcdef0123456789abcdef01234567",
-      fileOffset: 0x1000 + i * 16 + f,
-      symbol: `fn_${i}_${f}`,
-      offset: f,
-    })),
-    count,
-  };
-}
-
-function binary(i: number): Binary {
-  return {
-    buildId: i.toString(16).padStart(40, "0"),
-    path: `/usr/lib/lib${i}.so`,
-    sections: [{ name: ".text", fileOffset: 4096, size: 65536, address: 4096 }],
-  };
-}
-
-function body(samples: Sample[], binaries: Binary[] = []): ShipBody {
-  return {
-    window: { startUnixMs: 1_700_000_000_000, endUnixMs: 1_700_000_010_000 },
-    samples,
-    binaries,
-    hz: 99,
-    droppedSamples: 0,
-  };
-}
 
 function countOf(b: ShipBody): number {
   return b.samples.reduce((s, x) => s + Number(x.count), 0);

@@ -14,7 +14,7 @@ import type { Ack__Output } from "../../proto/evidence.ts";
 import { Shipper } from "../../agent/ship/shipper.ts";
 import { WriteAheadLog } from "./wal.ts";
 import type { FoldRecord } from "./testing/ingest-process.ts";
-import { body, sample } from "./testing/batches.ts";
+import { body, sample } from "../../proto/testing/batches.ts";
 
 const SCRIPT = new URL("./testing/ingest-process.ts", import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), "stella-ingest-crash-"));

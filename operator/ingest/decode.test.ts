@@ -4,7 +4,7 @@ import { ingestService } from "../../proto/evidence.ts";
 import type { StackBatch } from "../../proto/evidence.ts";
 import { decodeStackBatch } from "./decode.ts";
 import { encodeBatch } from "./wal.ts";
-import { binary, decodedBatch, sample } from "./testing/batches.ts";
+import { binary, decodedBatch, sample } from "../../proto/testing/batches.ts";
 
 const reference = ingestService.StreamStacks.requestDeserialize;
 

@@ -15,7 +15,7 @@ import type { ShipperOptions } from "../../agent/ship/shipper.ts";
 import { IngestServer } from "./server.ts";
 import type { IngestServerOptions } from "./server.ts";
 import { RecordingIndex } from "./testing/ingest-process.ts";
-import { body, sample } from "./testing/batches.ts";
+import { body, sample } from "../../proto/testing/batches.ts";
 
 const FAST_BACKOFF = { initialMs: 20, maxMs: 200, multiplier: 2, jitter: 0.2 };
 const tmp = mkdtempSync(join(tmpdir(), "stella-ingest-"));

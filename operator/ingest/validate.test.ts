@@ -3,7 +3,7 @@ import { test } from "node:test";
 import type { StackBatch__Output } from "../../proto/evidence.ts";
 import { decodeBatch, encodeBatch } from "./wal.ts";
 import { validateBatch } from "./validate.ts";
-import { decodedBatch } from "./testing/batches.ts";
+import { decodedBatch } from "../../proto/testing/batches.ts";
 
 /** A batch as the server decodes it (defaults filled), mutated by `edit`. */
 function batch(edit: (b: StackBatch__Output) => void = () => undefined): StackBatch__Output {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import type { StackBatch__Output } from "../../proto/evidence.ts";
 import { decodeBatch, encodeBatch, WriteAheadLog } from "./wal.ts";
-import { decodedBatch } from "./testing/batches.ts";
+import { decodedBatch } from "../../proto/testing/batches.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "stella-wal-"));
 after(() => {

@@ -1,6 +1,6 @@
-// Batch builders shared by the ingest tests and the benchmark.
-import type { Binary, Sample, StackBatch, StackBatch__Output } from "../../../proto/evidence.ts";
-import type { ShipBody } from "../../../agent/ship/shipper.ts";
+// Wire test builders (samples, binaries, bodies, decoded batches) shared by the shipper and ingest tests and benches.
+import type { Binary, Sample, StackBatch, StackBatch__Output } from "../evidence.ts";
+import type { ShipBody } from "../../agent/ship/shipper.ts";
 
 export function sample(i: number, count: number, frames = 3): Sample {
   return {
