@@ -10,12 +10,13 @@
 // `stella agent record --all` (bpftrace + the TypeScript pipeline: symbolisation, collapse);
 // bpftrace's start-up (LLVM compile, ~1-2 s of CPU) happens before the workload starts.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
+import { processCpuSeconds } from "../agent/metrics.ts";
 import { FRAME_POINTER_FLAGS } from "../agent/testing/workload.ts";
 import { median } from "./timing.ts";
 
@@ -49,13 +50,7 @@ int main(int argc, char **argv) {
 `;
 
 function cpuSeconds(pid: number): number {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
+  return processCpuSeconds(pid) ?? 0;
 }
 
 function descendants(pid: number): number[] {

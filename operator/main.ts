@@ -10,7 +10,7 @@ import { installSignalHandlers, Manager } from "./runtime/manager.ts";
 import { VexStatementController, loadVexSigner } from "./controllers/vexstatement.ts";
 import { InMemoryFunctionPresence, type FunctionPresence } from "./controllers/vexstatement-presence.ts";
 import { createHotSymbolIndex } from "./index/hot-symbols.ts";
-import { ImageBinaries, withImageBinaries } from "./index/image-binaries.ts";
+import { ImageBinaries, withFoldObservers, type FoldObserver } from "./index/image-binaries.ts";
 import { FuncProofNamer } from "./index/namer.ts";
 import { IngestServer, type IngestTls } from "./ingest/server.ts";
 
@@ -49,7 +49,20 @@ export function buildOperator(opts: OperatorOptions): Manager {
 
   const namer = new FuncProofNamer();
   const images = new ImageBinaries();
-  const index = withImageBinaries(createHotSymbolIndex({ namer }), images);
+  // New evidence can decide a statement now: every VexStatement is re-decided soon after batches arrive
+  // (debounced) rather than at its next revisit. This keeps a flip within about one agent interval.
+  let redecide: () => void = () => undefined;
+  let redecideTimer: NodeJS.Timeout | undefined;
+  const redecideSoon: FoldObserver = {
+    observe: () => {
+      redecideTimer ??= setTimeout(() => {
+        redecideTimer = undefined;
+        redecide();
+      }, REDECIDE_DEBOUNCE_MS);
+      redecideTimer.unref();
+    },
+  };
+  const index = withFoldObservers(createHotSymbolIndex({ namer }), [images, redecideSoon]);
   const functions = new InMemoryFunctionPresence();
   const presence: FunctionPresence = {
     lookup: (symbol, buildIds) => functions.lookup(symbol, buildIds),
@@ -117,17 +130,8 @@ export function buildOperator(opts: OperatorOptions): Manager {
   });
   manager.addInformer(vex.informer);
   manager.addController(vex.controller);
-  // New evidence can decide a statement now: re-decide them all soon after batches arrive (debounced), rather
-  // than at their next revisit. This is what keeps a flip within about one agent interval.
-  let redecideTimer: NodeJS.Timeout | undefined;
-  const foldIndex = index.fold.bind(index);
-  index.fold = (b) => {
-    foldIndex(b);
-    redecideTimer ??= setTimeout(() => {
-      redecideTimer = undefined;
-      for (const key of vex.informer.keys()) vex.controller.enqueue(key);
-    }, REDECIDE_DEBOUNCE_MS);
-    redecideTimer.unref();
+  redecide = () => {
+    for (const key of vex.informer.keys()) vex.controller.enqueue(key);
   };
   // Ready once the write-ahead log is replayed (on the leader; other replicas do not ingest).
   manager.healthServer.addReadinessCheck("ingest", () => {
@@ -141,6 +145,7 @@ export function buildOperator(opts: OperatorOptions): Manager {
       },
       shutdown: async () => {
         clearTimeout(rebuildTimer);
+        clearTimeout(redecideTimer);
         await ingest.shutdown();
       },
     },

@@ -8,7 +8,7 @@ import type { HotSymbolIndex } from "./types.ts";
 const MAX_IMAGES = 10_000;
 const MAX_BUILD_IDS_PER_IMAGE = 1_024;
 
-export class ImageBinaries {
+export class ImageBinaries implements FoldObserver {
   readonly #byImage = new Map<string, Set<string>>();
 
   observe(batch: StackBatch__Output): void {
@@ -39,12 +39,18 @@ export class ImageBinaries {
   }
 }
 
-/** The index, also noting each image's binaries as batches are folded (and forgetting them on clear). */
-export function withImageBinaries(index: HotSymbolIndex, images: ImageBinaries): HotSymbolIndex {
+/** Something that follows every folded batch (and forgets what it learned when the index is cleared). */
+export interface FoldObserver {
+  observe(batch: StackBatch__Output): void;
+  clear?(): void;
+}
+
+/** The index, telling each observer about every batch it folds and about every clear. */
+export function withFoldObservers(index: HotSymbolIndex, observers: readonly FoldObserver[]): HotSymbolIndex {
   return {
     fold: (b) => {
       index.fold(b);
-      images.observe(b);
+      for (const o of observers) o.observe(b);
     },
     query: (q) => index.query(q),
     productSamples: (d, s, u) => index.productSamples(d, s, u),
@@ -54,7 +60,7 @@ export function withImageBinaries(index: HotSymbolIndex, images: ImageBinaries):
     },
     clear: () => {
       index.clear();
-      images.clear();
+      for (const o of observers) o.clear?.();
     },
     get stats() {
       return index.stats;
