@@ -1,34 +1,18 @@
-// Hot-symbol index: fold throughput, query latency and memory with realistic batches.
-//   batches: 2,000 samples x 20 frames, ~5,000 distinct symbols (Zipf-weighted stacks), 50 pods on 10 nodes,
-//   10 images, 20 BuildIDs; 10 agents each sending one batch per 10 s window
-//   fold: samples/s and frames/s over 1M samples (500 batches), by wall clock and by process CPU time
+// Hot-symbol index: fold throughput, query latency and memory with realistic batches (bench/stack-model.ts):
+//   batches of 2,000 sample records x 20 frames, ~5,000 distinct symbols, 50 pods on 10 nodes, 10 images,
+//   20 BuildIDs; 10 agents each sending one batch per 10 s window. Batches go through the real decoder first
+//   (decode.ts: shared frozen frames, as ingest hands them to the index); decoding is not timed here.
+//   fold: sample records/s over 1M records (500 batches; SHAPE=churn: 400,000 records, every stack new)
 //   query: median latency of query() for a hot, a middling and an absent symbol over the whole window
-//   memory: stats.approxBytes against the heap growth (after GC) once 1M samples are folded
-// Run: node --expose-gc bench/hot-index.bench.ts
+//   memory: stats.approxBytes against the heap growth (after GC) once everything is folded
+// Run: node --expose-gc bench/hot-index.bench.ts [SHAPE=steady|churn]
 import { createHotSymbolIndex } from "../operator/index/hot-symbols.ts";
-import type { Frame__Output, Sample__Output, StackBatch__Output } from "../proto/evidence.ts";
+import { decodeStackBatch } from "../operator/ingest/decode.ts";
+import { encodeBatch } from "../operator/ingest/wal.ts";
+import { makeBatch, SAMPLES_PER_BATCH, FRAMES, symbols, windowEnd, type Shape } from "./stack-model.ts";
 import { median, timeMs } from "./timing.ts";
 
-const SAMPLES_PER_BATCH = 2000;
-const FRAMES = 20;
-const SYMBOLS = 5000;
-const PODS = 50;
-const NODES = 10;
-const IMAGES = 10;
-const BUILD_IDS = 20;
-const DISTINCT_STACKS = 20_000;
-const TOTAL_SAMPLES = Number(process.env.SAMPLES ?? 1_000_000);
-const T0 = 1_800_000_000_000;
-
-let seed = 42;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return seed / 2 ** 31;
-}
-/** Zipf-ish index in [0, n): a few heavy hitters, a long tail. */
-function zipf(n: number): number {
-  return Math.min(n - 1, Math.floor(n ** rand()) - 1);
-}
+const SHAPE: Shape = process.env.SHAPE === "churn" ? "churn" : "steady";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const heap = (): number => {
@@ -37,66 +21,16 @@ const heap = (): number => {
   return process.memoryUsage().heapUsed;
 };
 
-const buildIds = Array.from({ length: BUILD_IDS }, (_, i) => i.toString(16).padStart(2, "0").repeat(20));
-const symbols = Array.from({ length: SYMBOLS }, (_, i) => `_ZN5stella${i}process_requestEv_${i}`);
-/** Each symbol lives in one BuildID. */
-const frameOf = (s: number): Frame__Output => ({
-  kind: "KIND_NATIVE",
-  buildId: buildIds[s % BUILD_IDS] ?? "",
-  fileOffset: 0x1000 + s * 64,
-  symbol: symbols[s] ?? "",
-  offset: 16,
-  unresolvedReason: "",
-});
-// Stacks: a root chain shared by many (main, run loop), then Zipf-picked frames: ~5,000 distinct symbols.
-const stacks: Frame__Output[][] = Array.from({ length: DISTINCT_STACKS }, () => {
-  const frames: Frame__Output[] = [];
-  for (let i = 0; i < FRAMES - 2; i++) frames.push(frameOf(2 + zipf(SYMBOLS - 2)));
-  frames.push(frameOf(1), frameOf(0));
-  return frames;
-});
-const pods = Array.from({ length: PODS }, (_, i) => ({
-  pod: `svc${i % IMAGES}-7d9f8c-${i.toString(36).padStart(5, "x")}`,
-  namespace: `team-${i % 5}`,
-  imageDigest: `sha256:${(i % IMAGES).toString(16).repeat(64)}`,
-}));
-
-function makeBatch(i: number): StackBatch__Output {
-  const node = `node-${i % NODES}`;
-  const end = T0 + Math.floor(i / NODES) * 10_000;
-  const samples: Sample__Output[] = [];
-  for (let j = 0; j < SAMPLES_PER_BATCH; j++) {
-    const p = pods[Math.floor(rand() * PODS)] ?? { pod: "", namespace: "", imageDigest: "" };
-    samples.push({
-      container: "c".repeat(64),
-      ...p,
-      containerName: "app",
-      frames: stacks[zipf(DISTINCT_STACKS)] ?? [],
-      count: 1 + Math.floor(rand() * 3),
-    });
-  }
-  return {
-    node,
-    agentId: `${node}/0123456789ab`,
-    seq: i + 1,
-    window: { startUnixMs: end - 10_000, endUnixMs: end },
-    samples,
-    binaries: [],
-    hz: 99,
-    droppedSamples: 0,
-  };
-}
-
-const BATCHES = TOTAL_SAMPLES / SAMPLES_PER_BATCH;
-// Batches are built up front (they are ingest's memory, not the index's) from a pool of 50 templates.
-const templates = Array.from({ length: 50 }, (_, i) => makeBatch(i));
+const BATCHES = SHAPE === "steady" ? 500 : 200;
+const decoded = (i: number) => decodeStackBatch(encodeBatch(makeBatch(i, SHAPE)));
+// Steady: built from 50 templates (their stacks recur anyway); churn: every batch its own.
+const templates = SHAPE === "steady" ? Array.from({ length: 50 }, (_, i) => decoded(i)) : [];
 const batches = Array.from({ length: BATCHES }, (_, i) => {
-  const t = templates[i % templates.length] ?? makeBatch(i);
-  const node = `node-${i % NODES}`;
-  const end = T0 + Math.floor(i / NODES) * 10_000;
-  return { ...t, node, seq: i + 1, window: { startUnixMs: end - 10_000, endUnixMs: end } };
+  const t = templates[i % 50] ?? decoded(i);
+  const end = windowEnd(i);
+  return { ...t, window: { startUnixMs: end - 10_000, endUnixMs: end } };
 });
-const lastEnd = T0 + Math.floor((BATCHES - 1) / NODES) * 10_000;
+const lastEnd = windowEnd(BATCHES - 1);
 
 const heapBefore = heap();
 const index = createHotSymbolIndex({ now: () => lastEnd });
@@ -123,6 +57,7 @@ const hotObs = index.query({ name: hot, ...window });
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 const out = {
+  shape: SHAPE,
   batches: BATCHES,
   sampleRecords: BATCHES * SAMPLES_PER_BATCH,
   foldedSamples: stats.foldedSamples,

@@ -125,6 +125,20 @@ describe("HotSymbolIndex counting", () => {
     assert.equal(obs.productSamples, 18);
   });
 
+  test("equal names in two BuildIDs are two keys, whichever stack comes first", () => {
+    for (const order of [
+      [BID_1, BID_2],
+      [BID_2, BID_1],
+    ]) {
+      const ix = index();
+      ix.fold(batch(T, [sample([native("parse", order[0]), "main"], 2)]));
+      ix.fold(batch(T, [sample([native("parse", order[1]), "main"], 5)]));
+      assert.equal(ix.query({ name: "parse", buildIds: [order[0]!], ...ALL }).samples, 2);
+      assert.equal(ix.query({ name: "parse", buildIds: [order[1]!], ...ALL }).samples, 5);
+      assert.deepEqual(ix.query({ name: "parse", ...ALL }).topStacks, [{ stack: "parse;main", count: 7 }]);
+    }
+  });
+
   test("a recursive symbol counts once per stack", () => {
     const ix = index();
     ix.fold(batch(T, [sample(["fib", "fib", "fib", "main", "fib"], 5), sample(["fib", "main"], 1)]));
@@ -238,99 +252,91 @@ describe("HotSymbolIndex top stacks", () => {
     assert.deepEqual(one.topStacks[0], { stack: "f;caller19", count: 20 });
   });
 
-  test("at most 64 stacks per key per bucket, the smallest evicted", () => {
+  test("every stack through a symbol is kept (no per-symbol cap): top stacks are exact", () => {
     const ix = index();
     ix.fold(
       batch(
         T,
-        Array.from({ length: 64 }, (_, j) => sample(["f", `big${j}`], 1000 + j)),
+        Array.from({ length: 300 }, (_, j) => sample(["f", `c${j}`], 1 + (j % 17))),
       ),
     );
-    ix.fold(
-      batch(
-        T,
-        Array.from({ length: 36 }, (_, j) => sample(["f", `small${j}`], 1)),
-      ),
-    );
-    assert.equal(ix.stats.evictedStacks, 36);
+    ix.fold(batch(T, [sample(["f", "c5"], 100)]));
     const obs = ix.query({ name: "f", ...ALL });
-    assert.equal(obs.samples, 64 * 1000 + (63 * 64) / 2 + 36, "samples count even for evicted stacks");
-    assert.deepEqual(obs.topStacks[0], { stack: "f;big63", count: 1063 });
-    assert.ok(obs.topStacks.every((s) => s.stack.includes("big")));
-  });
-
-  test("eviction: smallest count first, ties the greatest stack; a stack counted again is no longer smallest", () => {
-    const ix = index({ maxStacks: 3 });
-    const fold = (callee: string, count: number): void => {
-      ix.fold(batch(T, [sample(["f", callee], count)]));
-    };
-    fold("a", 1);
-    fold("b", 1);
-    fold("c", 1);
-    fold("d", 1); // evicts c (a, b, c tie at 1)
-    fold("a", 5); // a: 6
-    fold("e", 2); // evicts d (b, d tie at 1)
-    fold("c", 1); // evicts b
-    fold("g", 1); // evicts c (c, g: g is new, c the only smallest before it)
-    fold("e", 1); // e: 3
-    fold("h", 1); // evicts g
-    assert.equal(ix.stats.evictedStacks, 5);
-    assert.deepEqual(ix.query({ name: "f", ...ALL }).topStacks, [
-      { stack: "f;a", count: 6 },
-      { stack: "f;e", count: 3 },
-      { stack: "f;h", count: 1 },
-    ]);
+    assert.deepEqual(obs.topStacks[0], { stack: "f;c5", count: 106 });
+    assert.deepEqual(
+      obs.topStacks[1],
+      { stack: "f;c101", count: 17 },
+      "ties: the smaller stack string first",
+    );
+    assert.equal(obs.topStacks.length, MAX_TOP_STACKS);
   });
 });
 
 describe("HotSymbolIndex memory bound", () => {
-  test("a cap of 1,000 keys holds with 5,000 distinct symbols; evictions are counted", () => {
-    const ix = index({ maxKeys: 1000 });
-    for (let b = 0; b < 50; b++) {
-      ix.fold(
-        batch(
-          T,
-          Array.from({ length: 100 }, (_, j) => sample([`sym${b * 100 + j}`], 1)),
-        ),
-      );
-      assert.ok(ix.stats.symbols <= 1000);
-    }
-    assert.equal(ix.stats.symbols, 1000);
-    assert.equal(ix.stats.evictedKeys, 4000);
-    assert.equal(ix.query({ name: "sym4999", ...ALL }).samples, 1, "recent keys kept");
-    assert.equal(ix.query({ name: "sym0", ...ALL }).samples, 0, "least recent evicted");
-    assert.equal(
-      ix.productSamples(undefined, T, T + MIN).samples,
-      5000,
-      "the CPU-share base keeps everything",
+  test("maxStacksPerBucket: later stacks count for their symbols (samples, pods, nodes), not in top stacks", () => {
+    const ix = index({ maxStacksPerBucket: 3 });
+    ix.fold(batch(T, [sample(["f", "a"], 5), sample(["f", "b"], 4), sample(["f", "c"], 3)], "n1"));
+    ix.fold(batch(T, [sample(["f", "d"], 50, { pod: "late" }), sample(["f", "a"], 1)], "n2"));
+    const obs = ix.query({ name: "f", ...ALL });
+    assert.equal(obs.samples, 63, "every sample counts");
+    assert.deepEqual(obs.pods, ["shop/late", "shop/web-1"]);
+    assert.deepEqual(obs.nodes, ["n1", "n2"]);
+    assert.deepEqual(
+      obs.topStacks.map((s) => s.stack),
+      ["f;a", "f;b", "f;c"],
+      "the overflow stack is not listed",
+    );
+    assert.equal(ix.query({ name: "d", ...ALL }).samples, 50, "its own symbols are indexed too");
+    assert.equal(ix.stats.overflowSamples, 50);
+    assert.equal(ix.query({ name: "f", sinceMs: T + MIN, untilMs: T + 2 * MIN }).samples, 0);
+    ix.fold(batch(T + MIN, [sample(["f", "d"], 2)]));
+    assert.deepEqual(
+      ix.query({ name: "f", sinceMs: T + MIN, untilMs: T + 2 * MIN }).topStacks,
+      [{ stack: "f;d", count: 2 }],
+      "the cap is per bucket",
     );
   });
 
-  test("maxBytes: least recently folded keys go until the estimate is within the budget", () => {
-    const ix = index({ maxBytes: 200_000 });
-    for (let b = 0; b < 20; b++) {
+  test("maxBytes: the oldest buckets go first, never the one being folded", () => {
+    const ix = index({ maxBytes: 150_000 });
+    for (let m = 0; m < 10; m++) {
       ix.fold(
         batch(
-          T,
-          Array.from({ length: 50 }, (_, j) => sample([`sym${b * 50 + j}`], 1)),
+          T + m * MIN,
+          Array.from({ length: 40 }, (_, j) => sample([`sym${m}_${j}`, "main"], 1)),
         ),
       );
-      assert.ok(ix.stats.approxBytes <= 200_000, `${ix.stats.approxBytes}`);
+      assert.ok(ix.stats.approxBytes <= 150_000, `${ix.stats.approxBytes}`);
     }
-    assert.ok(ix.stats.evictedKeys > 0);
-    assert.ok(ix.stats.symbols < 1000);
-    assert.equal(ix.query({ name: "sym999", ...ALL }).samples, 1);
-    assert.equal(ix.query({ name: "sym0", ...ALL }).samples, 0);
+    assert.ok(ix.stats.evictedBuckets > 0);
+    assert.ok(ix.stats.buckets < 10);
+    assert.equal(ix.query({ name: "sym9_39", ...ALL }).samples, 1, "the newest bucket is kept");
+    assert.equal(ix.query({ name: "sym0_0", ...ALL }).samples, 0, "the oldest is gone");
+    assert.equal(ix.query({ name: "main", ...ALL }).samples, 40 * ix.stats.buckets);
+    assert.equal(ix.stats.unindexedSamples, 0);
   });
 
-  test("a key folded again is recent again", () => {
-    const ix = index({ maxKeys: 3 });
-    ix.fold(batch(T, [sample(["a"], 1), sample(["b"], 1), sample(["c"], 1)]));
-    ix.fold(batch(T, [sample(["a"], 1)]));
-    ix.fold(batch(T, [sample(["d"], 1)]));
-    assert.equal(ix.query({ name: "a", ...ALL }).samples, 2);
-    assert.equal(ix.query({ name: "b", ...ALL }).samples, 0);
-    assert.equal(ix.stats.evictedKeys, 1);
+  test("maxBytes with a single bucket over the budget: known symbols still count, new ones are not indexed", () => {
+    const ix = index({ maxBytes: 20_000 });
+    ix.fold(
+      batch(
+        T,
+        Array.from({ length: 30 }, (_, j) => sample([`s${j}`, "main"], 1)),
+      ),
+    );
+    assert.ok(ix.stats.approxBytes > 20_000, "one batch may overshoot");
+    const bytes = ix.stats.approxBytes;
+    ix.fold(batch(T, [sample(["s1", "main"], 7), sample(["brand-new", "main"], 3)]));
+    assert.equal(ix.query({ name: "s1", ...ALL }).samples, 8);
+    assert.equal(ix.query({ name: "main", ...ALL }).samples, 40, "a known symbol of a new stack counts");
+    assert.equal(ix.query({ name: "brand-new", ...ALL }).samples, 0);
+    assert.equal(ix.stats.unindexedSamples, 3);
+    assert.equal(ix.stats.overflowSamples, 3);
+    assert.ok(
+      ix.stats.approxBytes < bytes + 1000,
+      "no entry, key or cell made, only overflow pod/node counts",
+    );
+    assert.equal(ix.stats.symbols, 31);
   });
 
   test("approxBytes grows with the data and clear() forgets everything", () => {
@@ -352,14 +358,36 @@ describe("HotSymbolIndex memory bound", () => {
         approxBytes: 0,
         foldedBatches: 0,
         foldedSamples: 0,
-        evictedKeys: 0,
-        evictedStacks: 0,
+        evictedBuckets: 0,
+        overflowSamples: 0,
+        unindexedSamples: 0,
         expiredSamples: 0,
         namedFrames: 0,
         unnamedFrames: 0,
       },
     );
     assert.equal(ix.query({ name: "main", ...ALL }).samples, 0);
+  });
+
+  test("shared frozen frames (the decoder's) are resolved once and give the same answers", () => {
+    const shared = Object.freeze(
+      [native("leaf"), native("mid"), native("main")].map((f) => Object.freeze(f)),
+    );
+    const plain = index();
+    const cached = index();
+    for (let b = 0; b < 3; b++) {
+      const samples = (frames: Frame__Output[] | readonly Frame__Output[]) => [
+        { ...sample([], 2 + b, { pod: `p${b}` }), frames: frames as Frame__Output[] },
+        { ...sample([], 1, { image: IMG_B }), frames: frames as Frame__Output[] },
+      ];
+      plain.fold(batch(T + b * 20_000, samples(shared.map((f) => ({ ...f })))));
+      cached.fold(batch(T + b * 20_000, samples(shared)));
+    }
+    const q = { name: "mid", ...ALL };
+    assert.deepEqual(cached.query(q), plain.query(q));
+    assert.equal(cached.query(q).samples, 12);
+    assert.equal(cached.query({ ...q, imageDigest: IMG_B }).samples, 3);
+    assert.deepEqual(cached.stats, plain.stats);
   });
 });
 

@@ -2,24 +2,35 @@
 //
 // Layout. Time is cut into buckets (default 60 s) by each batch's window end; a bucket is "at" its start
 // time b and belongs to a query window [since, until) iff since <= b < until (prune drops b < beforeMs).
-//   - per key (imageDigest, buildId, symbol), per bucket: samples whose stack contains the symbol (once per
-//     stack, however often it recurses), counts by pod ("namespace/name") and by node, and a top-stacks table
-//     of at most `maxStacks` (64) stack strings, the smallest evicted when a new one arrives;
-//   - per imageDigest, per bucket: all samples (the CPU-share base);
-//   - per BuildID: samples, last seen, the most recent 64 pods and nodes;
-//   - per BuildID: the executable sections the agent sent (to map file offsets to vaddrs for the namer).
+//   - per bucket, per (stack, image): an entry with the stack's samples, counts by pod ("namespace/name") and
+//     by node, and the cells of the stack's symbols (each symbol once, however often it recurses);
+//   - per key (imageDigest, buildId, symbol), per bucket: a cell with the samples of every stack through the
+//     symbol and the list of those stack entries (where top stacks, pods and nodes are read at query time);
+//   - per bucket, per imageDigest: all samples (the CPU-share base);
+//   - per BuildID: samples, last seen, the most recent 64 pods and nodes, and the executable sections the
+//     agent sent (to map file offsets to vaddrs for the namer).
+// Why this shape: a stack recurs in every batch of every agent, so once its entry exists in a bucket, folding
+// one more sample is a few additions (entry, then each of its ~20 cells) with no per-frame lookups. A stack's
+// frames are resolved to names once (cached by the decoder's shared, frozen frames array, see decode.ts).
 //
-// Memory bound. Distinct keys <= maxKeys (default 200,000), the least recently folded key evicted beyond
-// it, and stats.approxBytes <= maxBytes (default 1 GiB) after every batch, least recently folded keys evicted
-// until it holds (both counted in stats.evictedKeys; per-image totals and BuildID records stay). Each
-// (key, bucket) cell holds at most maxStacks stacks and maxPodsPerCell pods and nodes; at most
-// retentionMs / bucketMs buckets (1,500 at 25 h / 60 s); maxBuildIds (10,000) BuildID records and layouts.
-// Strings (stacks, pods, nodes, symbols) are interned in a reference-counted pool, so a stack shared by 20
-// symbols is held once. stats.approxBytes is maintained as data comes and goes: pooled string bytes plus
-// fixed per-structure estimates of V8's Maps and objects (bench/hot-index.bench.ts compares it with the
-// heap growth).
+// Memory bound. stats.approxBytes <= maxBytes (default 1 GiB) after every batch: the oldest buckets are dropped
+// first (the retention shortens under pressure; stats.evictedBuckets); when only the bucket being folded is left
+// over the budget, it takes no new stacks or symbols (stats.unindexedSamples), so the estimate overshoots by at
+// most one batch's worth. Each bucket holds at most
+// maxStacksPerBucket (default 50,000) (stack, image) entries; samples of further stacks still count for every
+// symbol in them (samples, pods, nodes), they are only missing from top stacks (stats.overflowSamples).
+// At most retentionMs / bucketMs buckets (1,500 at 25 h / 60 s); maxBuildIds (10,000) BuildID records and
+// layouts; maxPodsPerCell pods and nodes per entry. Strings (stacks, pods, nodes, symbols) are interned in a
+// reference-counted pool, so a stack seen in 1,500 buckets is held once. stats.approxBytes is maintained as
+// data comes and goes: pooled string bytes plus fixed per-structure estimates of V8's objects
+// (bench/hot-index.bench.ts compares it with the heap growth).
 import { StellaError } from "../../core/errors.ts";
-import type { Frame__Output, Section__Output, StackBatch__Output } from "../../proto/evidence.ts";
+import type {
+  Frame__Output,
+  Sample__Output,
+  Section__Output,
+  StackBatch__Output,
+} from "../../proto/evidence.ts";
 import type {
   BuildIdObservation,
   HotSymbolIndex,
@@ -39,16 +50,14 @@ export interface HotSymbolIndexOptions {
   bucketMs?: number;
   /** Samples older than now - retentionMs are dropped and pruned. Default 25 h. */
   retentionMs?: number;
-  /** Distinct (imageDigest, buildId, symbol) keys kept. Default 200,000. */
-  maxKeys?: number;
   /**
-   * Budget for stats.approxBytes: after each batch, least recently folded keys are evicted until the estimate
-   * is within it (a batch may overshoot it until then). Default 1 GiB.
+   * Budget for stats.approxBytes: after each batch, the oldest buckets are dropped until the estimate is
+   * within it (the newest bucket stays; a batch may overshoot until then). Default 1 GiB.
    */
   maxBytes?: number;
-  /** Stack strings per key per bucket. Default 64. */
-  maxStacks?: number;
-  /** Pods (and, separately, nodes) counted per key per bucket; samples beyond still count. Default 256. */
+  /** (stack, image) entries per bucket; later stacks count without a top-stacks entry. Default 50,000. */
+  maxStacksPerBucket?: number;
+  /** Pods (and, separately, nodes) counted per entry; samples beyond still count. Default 256. */
   maxPodsPerCell?: number;
   /** BuildIDs with a record (and, separately, with a section layout). Default 10,000. */
   maxBuildIds?: number;
@@ -63,13 +72,18 @@ export interface HotSymbolIndexStats {
   foldedBatches: number;
   /** Σ sample.count folded. */
   foldedSamples: number;
-  /** Keys evicted by the maxKeys bound. */
-  evictedKeys: number;
-  /** Stack strings evicted from full top-stacks tables. */
-  evictedStacks: number;
+  /** Buckets dropped by the maxBytes bound (before their retention ran out). */
+  evictedBuckets: number;
+  /** Samples of stacks beyond maxStacksPerBucket: counted for their symbols, not in top stacks. */
+  overflowSamples: number;
+  /**
+   * Symbol samples not counted at all: a symbol first seen in a bucket already over the byte budget with
+   * nothing older to drop (only under extreme or hostile load).
+   */
+  unindexedSamples: number;
   /** Samples dropped because their window ended before the retention. */
   expiredSamples: number;
-  /** Native frames named through the namer, and those left as "[buildid+0xoff]". */
+  /** Native frames of distinct stacks named through the namer, and those left as "[buildid+0xoff]". */
   namedFrames: number;
   unnamedFrames: number;
 }
@@ -85,33 +99,93 @@ export function unnamedFrame(buildId: string, fileOffset: number): string {
   return `[${buildId}+0x${fileOffset.toString(16)}]`;
 }
 
-// Estimates of V8 heap sizes (64-bit, no pointer compression), calibrated against the bench's heap delta.
+// Estimates of V8 heap sizes (64-bit), calibrated against the bench's heap delta.
 const MAP_BYTES = 180; // an empty-ish JSMap and its hash table
 const MAP_ENTRY_BYTES = 40; // key, value, chain link plus hash-table slack
-const CELL_BYTES = 64 + 3 * MAP_BYTES; // Cell object and its three maps
-const KEY_BYTES = 120 + MAP_BYTES + 2 * MAP_ENTRY_BYTES; // Key object, its cells map, keys + byName entries
+const ENTRY_BYTES = 120 + 2 * MAP_BYTES + 32; // Entry object, pods and nodes maps, cells array header
+const CELL_BYTES = 96 + 32 + MAP_ENTRY_BYTES; // Cell object, entries array header, slot in key.cells
+const POINTER_BYTES = 16; // one slot in entry.cells and one in cell.entries (arrays grow by half)
+const KEY_BYTES = 120 + MAP_BYTES + 2 * MAP_ENTRY_BYTES; // Key object, its cells map, bySymbol + byName entries
+const BUCKET_BYTES = 96 + 2 * MAP_BYTES + MAP_ENTRY_BYTES;
 const STRING_BYTES = 24; // string header (one-byte strings: 1 byte per char)
 const BUILD_ID_BYTES = 120 + 2 * MAP_BYTES + MAP_ENTRY_BYTES;
 
+/** One stack of one image in one bucket. */
+interface Entry {
+  readonly stack: string;
+  readonly image: string;
+  count: number;
+  firstSeenMs: number;
+  lastSeenMs: number;
+  /** "namespace/name" → samples (host processes left out). */
+  readonly pods: Map<string, number>;
+  readonly nodes: Map<string, number>;
+  /** The cells of the stack's symbols in this bucket (each once). */
+  readonly cells: Cell[];
+}
+
+/** One key (symbol) in one bucket. */
 interface Cell {
+  readonly key: Key;
+  /** Stacks through the symbol: its samples, first and last seen, top stacks, pods and nodes are theirs. */
+  readonly entries: Entry[];
+  /** Samples of overflow stacks (beyond maxStacksPerBucket), not in `entries`, and when. */
   samples: number;
   firstSeenMs: number;
   lastSeenMs: number;
-  pods: Map<string, number>;
-  nodes: Map<string, number>;
-  stacks: Map<string, number>;
+  /** Pods and nodes of overflow stacks, made when first needed. */
+  pods: Map<string, number> | undefined;
+  nodes: Map<string, number> | undefined;
 }
 
 interface Key {
-  image: string;
-  buildId: string;
-  symbol: string;
+  readonly image: string;
+  readonly buildId: string;
+  readonly symbol: string;
   /** Bucket start → cell. */
-  cells: Map<number, Cell>;
-  /** The fold (batch number) that last touched it: LRU order is refreshed once per batch. */
-  tick: number;
-  /** The sample that last counted it: a symbol counts once per stack. */
-  sample: number;
+  readonly cells: Map<number, Cell>;
+}
+
+interface Bucket {
+  readonly start: number;
+  /** Stack identity → its entries, one per image (few: a stack is usually seen in one image). */
+  readonly entries: Map<string, Entry[]>;
+  entryCount: number;
+  /** Over the byte budget with nothing older to drop: no new entries, keys or cells (see fold). */
+  full: boolean;
+  /** Every cell made in this bucket (prune drops them with it). */
+  readonly cells: Cell[];
+  /** imageDigest → samples, last window end. */
+  readonly totals: Map<string, { samples: number; lastSeenMs: number }>;
+}
+
+/** A stack's frames resolved to names: once per distinct frames array (see #resolve). */
+interface Resolved {
+  readonly stack: string;
+  /**
+   * The stack and which binary each of its symbols is in: two stacks of equal names in other binaries are
+   * other keys, so they are other entries.
+   */
+  readonly identity: string;
+  /** Indexed (buildId, name) pairs, each once, leaf first. */
+  readonly keys: readonly { buildId: string; name: string }[];
+  /** Distinct non-empty BuildIDs. */
+  readonly buildIds: readonly string[];
+  /** Layout epoch it was named in, when some native frame stayed unnamed (a later layout may name it). */
+  readonly epoch: number | undefined;
+  /** The entries of this stack in `bucket` (a cache of bucket.entries.get(stack)). */
+  bucket: Bucket | undefined;
+  entries: Entry[] | undefined;
+}
+
+/** One frame's name, and whether it is a key (symbol) of the index. */
+interface FrameName {
+  readonly name: string;
+  readonly buildId: string;
+  readonly indexed: boolean;
+  /** false: a native frame left "[buildid+0xoff]" in layout epoch `epoch` (a later layout may name it). */
+  readonly named?: boolean;
+  readonly epoch?: number;
 }
 
 interface BuildIdRecord {
@@ -120,7 +194,6 @@ interface BuildIdRecord {
   /** Place → stamp of its last sample; the oldest stamp goes beyond MAX_BUILD_ID_PLACES. */
   pods: Map<string, number>;
   nodes: Map<string, number>;
-  sample: number;
 }
 
 interface Layout {
@@ -143,11 +216,6 @@ class StringPool {
     return s;
   }
 
-  /** The pooled copy of `s` if any (no reference taken): later Map lookups then compare by identity. */
-  canonical(s: string): string {
-    return this.#refs.get(s)?.s ?? s;
-  }
-
   release(s: string): void {
     const r = this.#refs.get(s);
     if (!r) return;
@@ -163,26 +231,10 @@ class StringPool {
   }
 }
 
-/** Samples of one batch with the same image and stack. */
-interface Group {
-  names: FrameName[];
-  count: number;
-  /** "namespace/name" → samples (host processes left out). */
-  pods: Map<string, number>;
-}
-
-/** One frame's name in a sample, and whether it is a key (symbol) of the index. */
-interface FrameName {
-  name: string;
-  buildId: string;
-  indexed: boolean;
-}
-
 export class HotSymbolIndexImpl implements HotSymbolIndex {
   readonly #namer: SymbolNamer | undefined;
   readonly #bucketMs: number;
   readonly #retentionMs: number;
-  readonly #maxKeys: number;
   readonly #maxStacks: number;
   readonly #maxPods: number;
   readonly #maxBuildIds: number;
@@ -191,17 +243,22 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
 
   /** imageDigest → buildId → symbol → key (nested: no per-frame key string to build and hash). */
   readonly #keys = new Map<string, Map<string, Map<string, Key>>>();
-  /** Every key once; iteration order = least recently folded first. */
-  readonly #lru = new Set<Key>();
   readonly #byName = new Map<string, Set<Key>>();
-  /** Bucket start → imageDigest → samples, last window end. */
-  readonly #totals = new Map<number, Map<string, { samples: number; lastSeenMs: number }>>();
+  #keyCount = 0;
+  /** Bucket start → bucket, in creation order (not necessarily time order: batches arrive late). */
+  readonly #buckets = new Map<number, Bucket>();
   readonly #buildIds = new Map<string, BuildIdRecord>();
   readonly #layouts = new Map<string, Layout>();
+  /** Bumped when a layout arrives or changes: stacks with unnamed frames are named again. */
+  #layoutEpoch = 0;
+  /** Frozen frames arrays (shared by the decoder across samples and batches) → their resolution. */
+  #resolved = new WeakMap<readonly Frame__Output[], Resolved>();
+  /** Frozen frames (the decoder's, one per distinct frame) → their names. */
+  #frameNames = new WeakMap<Frame__Output, FrameName>();
+  /** "namespace" → "pod" → "namespace/pod", so the per-sample pod key is not concatenated again. */
+  readonly #podKeys = new Map<string, Map<string, string>>();
   readonly #pool = new StringPool();
   #structBytes = 0;
-  #tick = 0;
-  #sample = 0;
   #lastAutoPrune = -Infinity;
   #counters = zeroCounters();
 
@@ -209,8 +266,7 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     this.#namer = opts.namer;
     this.#bucketMs = positive(opts.bucketMs ?? 60_000, "bucketMs");
     this.#retentionMs = positive(opts.retentionMs ?? 25 * 3600_000, "retentionMs");
-    this.#maxKeys = positive(opts.maxKeys ?? 200_000, "maxKeys");
-    this.#maxStacks = positive(opts.maxStacks ?? 64, "maxStacks");
+    this.#maxStacks = positive(opts.maxStacksPerBucket ?? 50_000, "maxStacksPerBucket");
     this.#maxPods = positive(opts.maxPodsPerCell ?? 256, "maxPodsPerCell");
     this.#maxBuildIds = positive(opts.maxBuildIds ?? 10_000, "maxBuildIds");
     this.#maxBytes = positive(opts.maxBytes ?? 1024 ** 3, "maxBytes");
@@ -219,8 +275,8 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
 
   get stats(): HotSymbolIndexStats {
     return {
-      symbols: this.#lru.size,
-      buckets: this.#totals.size,
+      symbols: this.#keyCount,
+      buckets: this.#buckets.size,
       approxBytes: this.#structBytes + this.#pool.bytes,
       ...this.#counters,
     };
@@ -238,82 +294,63 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       this.prune(cutoff);
     }
     this.#counters.foldedBatches++;
-    const tick = ++this.#tick;
-    for (const b of batch.binaries ?? []) this.#addLayout(b.buildId, b.sections ?? []);
+    for (const b of batch.binaries) this.#addLayout(b.buildId, b.sections);
 
-    const bucket = Math.floor(end / this.#bucketMs) * this.#bucketMs;
-    if (bucket < cutoff) {
-      for (const s of batch.samples ?? []) this.#counters.expiredSamples += s.count;
+    const start = Math.floor(end / this.#bucketMs) * this.#bucketMs;
+    if (start < cutoff) {
+      for (const s of batch.samples) this.#counters.expiredSamples += s.count;
       return;
     }
-    const node = this.#pool.canonical(batch.node ?? "");
-    let totals = this.#totals.get(bucket);
-    if (!totals) {
-      totals = new Map();
-      this.#totals.set(bucket, totals);
-      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
-    }
-
-    // Samples of one image with the same stack (other pods, containers) are grouped first: the per-frame
-    // work (one key, cell, node and stack update per distinct symbol) is then done once per group.
-    const groups = new Map<string, Map<string, Group>>();
-    for (const sample of batch.samples ?? []) {
+    const bucket = this.#bucket(start);
+    const node = batch.node;
+    let lastImage: string | undefined;
+    let totals: { samples: number; lastSeenMs: number } | undefined;
+    for (const sample of batch.samples) {
       const count = sample.count;
       if (!(count > 0)) continue;
       this.#counters.foldedSamples += count;
-      const image = this.#pool.canonical(sample.imageDigest ?? "");
-      let t = totals.get(image);
-      if (!t) {
-        t = { samples: 0, lastSeenMs: end };
-        totals.set(this.#pool.acquire(image), t);
-        this.#structBytes += MAP_ENTRY_BYTES + 48;
+      const image = sample.imageDigest;
+      if (image !== lastImage || !totals) {
+        totals = this.#totals(bucket, image, end);
+        lastImage = image;
       }
-      t.samples += count;
-      if (end > t.lastSeenMs) t.lastSeenMs = end;
+      totals.samples += count;
+      if (end > totals.lastSeenMs) totals.lastSeenMs = end;
+      if (sample.frames.length === 0) continue;
 
-      const frames = sample.frames ?? [];
-      if (frames.length === 0) continue;
-      const names = frames.map((f) => this.#frameName(f));
-      const stack = this.#pool.canonical(names.map((n) => n.name).join(";"));
-      let byImage = groups.get(stack);
-      if (!byImage) {
-        byImage = new Map();
-        groups.set(stack, byImage);
+      const r = this.#resolve(sample.frames);
+      const pod = sample.pod === "" ? "" : this.#podKey(sample);
+      for (const id of r.buildIds) this.#touchBuildId(id, count, end, pod, node);
+      if (r.bucket !== bucket) {
+        r.bucket = bucket;
+        r.entries = bucket.entries.get(r.identity);
       }
-      let g = byImage.get(image);
-      if (!g) {
-        g = { names, count: 0, pods: new Map() };
-        byImage.set(image, g);
+      let entry: Entry | undefined;
+      if (r.entries) for (const e of r.entries) if (e.image === image) entry = e;
+      entry ??= this.#newEntry(bucket, r, image, end);
+      if (!entry) {
+        this.#countOverflow(bucket, r, image, count, end, pod, node);
+        continue;
       }
-      g.count += count;
-      if (sample.pod) {
-        const pod = this.#pool.canonical(`${sample.namespace ?? ""}/${sample.pod}`);
-        g.pods.set(pod, (g.pods.get(pod) ?? 0) + count);
-      }
+      // Only the entry: a symbol's samples are the sum of its stacks' (query adds them up), so the ~20 cells
+      // of the stack (scattered in memory: a cache miss each) are not touched per sample.
+      entry.count += count;
+      if (end > entry.lastSeenMs) entry.lastSeenMs = end;
+      else if (end < entry.firstSeenMs) entry.firstSeenMs = end;
+      if (pod !== "") this.#countIn(entry.pods, pod, count);
+      if (node !== "") this.#countIn(entry.nodes, node, count);
     }
-
-    for (const [stack, byImage] of groups) {
-      for (const [image, g] of byImage) {
-        const serial = ++this.#sample;
-        for (const n of g.names) {
-          if (n.buildId !== "") this.#touchBuildId(n.buildId, serial, g, end, node);
-        }
-        const byBuildId = this.#imageKeys(image);
-        for (const n of g.names) {
-          if (!n.indexed) continue;
-          const key = this.#key(byBuildId, image, n.buildId, n.name, tick);
-          if (key.sample === serial) continue; // recursion: once per stack
-          key.sample = serial;
-          this.#addToCell(key, bucket, end, g, node, stack);
-        }
-      }
-    }
-    // The byte budget, checked once no key of this batch is in use.
+    // The byte budget: the oldest buckets go first, never the one just folded into.
     while (this.#structBytes + this.#pool.bytes > this.#maxBytes) {
-      const oldest = this.#lru.values().next().value;
-      if (!oldest) break;
-      this.#dropKey(oldest);
-      this.#counters.evictedKeys++;
+      let oldest: Bucket | undefined;
+      for (const b of this.#buckets.values())
+        if (b !== bucket && (!oldest || b.start < oldest.start)) oldest = b;
+      if (!oldest) {
+        bucket.full = true; // nothing older left to drop: this bucket takes no new stacks or symbols
+        break;
+      }
+      this.#dropBucket(oldest);
+      this.#counters.evictedBuckets++;
     }
   }
 
@@ -334,12 +371,21 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       for (const [b, cell] of key.cells) {
         if (b < q.sinceMs || b >= q.untilMs) continue;
         hit = true;
-        samples += cell.samples;
-        if (cell.firstSeenMs < first) first = cell.firstSeenMs;
-        if (cell.lastSeenMs > last) last = cell.lastSeenMs;
-        for (const p of cell.pods.keys()) if (p !== "") pods.add(p);
-        for (const n of cell.nodes.keys()) if (n !== "") nodes.add(n);
-        for (const [s, c] of cell.stacks) stacks.set(s, (stacks.get(s) ?? 0) + c);
+        if (cell.samples > 0) {
+          samples += cell.samples;
+          if (cell.firstSeenMs < first) first = cell.firstSeenMs;
+          if (cell.lastSeenMs > last) last = cell.lastSeenMs;
+        }
+        for (const e of cell.entries) {
+          samples += e.count;
+          if (e.firstSeenMs < first) first = e.firstSeenMs;
+          if (e.lastSeenMs > last) last = e.lastSeenMs;
+          for (const p of e.pods.keys()) pods.add(p);
+          for (const n of e.nodes.keys()) nodes.add(n);
+          stacks.set(e.stack, (stacks.get(e.stack) ?? 0) + e.count);
+        }
+        if (cell.pods) for (const p of cell.pods.keys()) pods.add(p);
+        if (cell.nodes) for (const n of cell.nodes.keys()) nodes.add(n);
       }
       if (hit && key.buildId !== "") buildIds.add(key.buildId);
     }
@@ -365,9 +411,9 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
   ): { samples: number; lastSeenMs?: number } {
     let samples = 0;
     let last = -Infinity;
-    for (const [b, totals] of this.#totals) {
+    for (const [b, bucket] of this.#buckets) {
       if (b < sinceMs || b >= untilMs) continue;
-      for (const [image, t] of totals) {
+      for (const [image, t] of bucket.totals) {
         if (imageDigest !== undefined && image !== imageDigest) continue;
         samples += t.samples;
         if (t.lastSeenMs > last) last = t.lastSeenMs;
@@ -383,31 +429,13 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       buildId,
       samples: r.samples,
       lastSeenMs: r.lastSeenMs,
-      pods: [...r.pods.keys()].filter((p) => p !== "").sort(),
-      nodes: [...r.nodes.keys()].filter((n) => n !== "").sort(),
+      pods: [...r.pods.keys()].sort(),
+      nodes: [...r.nodes.keys()].sort(),
     };
   }
 
   prune(beforeMs: number): void {
-    // Every cell's bucket has a totals entry (both are made by the same fold), so the doomed buckets are
-    // found there and each key is probed only for them: O(keys x doomed buckets), ~O(keys) per minute.
-    const doomed: number[] = [];
-    for (const [b, totals] of this.#totals) {
-      if (b >= beforeMs) continue;
-      doomed.push(b);
-      for (const image of totals.keys()) this.#pool.release(image);
-      this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES + totals.size * (MAP_ENTRY_BYTES + 48);
-      this.#totals.delete(b);
-    }
-    if (doomed.length > 0) {
-      for (const key of this.#lru) {
-        for (const b of doomed) {
-          const cell = key.cells.get(b);
-          if (cell) this.#dropCell(key, b, cell);
-        }
-        if (key.cells.size === 0) this.#dropKey(key);
-      }
-    }
+    for (const bucket of [...this.#buckets.values()]) if (bucket.start < beforeMs) this.#dropBucket(bucket);
     for (const [id, r] of this.#buildIds) {
       if (r.lastSeenMs < beforeMs) this.#dropBuildId(id, r);
     }
@@ -415,11 +443,14 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
 
   clear(): void {
     this.#keys.clear();
-    this.#lru.clear();
     this.#byName.clear();
-    this.#totals.clear();
+    this.#keyCount = 0;
+    this.#buckets.clear();
     this.#buildIds.clear();
     this.#layouts.clear();
+    this.#resolved = new WeakMap();
+    this.#frameNames = new WeakMap();
+    this.#podKeys.clear();
     this.#pool.clear();
     this.#structBytes = 0;
     this.#counters = zeroCounters();
@@ -430,19 +461,102 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     return this.#layouts.has(buildId);
   }
 
+  #bucket(start: number): Bucket {
+    let bucket = this.#buckets.get(start);
+    if (!bucket) {
+      bucket = { start, entries: new Map(), entryCount: 0, full: false, cells: [], totals: new Map() };
+      this.#buckets.set(start, bucket);
+      this.#structBytes += BUCKET_BYTES;
+    }
+    return bucket;
+  }
+
+  #totals(bucket: Bucket, image: string, end: number): { samples: number; lastSeenMs: number } {
+    let t = bucket.totals.get(image);
+    if (!t) {
+      t = { samples: 0, lastSeenMs: end };
+      bucket.totals.set(this.#pool.acquire(image), t);
+      this.#structBytes += MAP_ENTRY_BYTES + 48;
+    }
+    return t;
+  }
+
+  #podKey(sample: Sample__Output): string {
+    let byPod = this.#podKeys.get(sample.namespace);
+    if (!byPod) {
+      if (this.#podKeys.size >= 4096) this.#podKeys.clear(); // a cache, not state: bounded crudely
+      byPod = new Map();
+      this.#podKeys.set(sample.namespace, byPod);
+    }
+    let key = byPod.get(sample.pod);
+    if (key === undefined) {
+      if (byPod.size >= 4096) byPod.clear();
+      key = `${sample.namespace}/${sample.pod}`;
+      byPod.set(sample.pod, key);
+    }
+    return key;
+  }
+
+  /**
+   * The names of a stack's frames. Frozen arrays are the decoder's shared ones (one per distinct stack), so
+   * their resolution is kept; others (tests, proto-loader) are resolved each time.
+   */
+  #resolve(frames: readonly Frame__Output[]): Resolved {
+    const frozen = Object.isFrozen(frames);
+    if (frozen) {
+      const r = this.#resolved.get(frames);
+      if (r && (r.epoch === undefined || r.epoch === this.#layoutEpoch)) return r;
+    }
+    const names: string[] = [];
+    const keys: { buildId: string; name: string }[] = [];
+    const buildIds: string[] = [];
+    let unnamed = false;
+    for (const f of frames) {
+      let fn = this.#frameNames.get(f);
+      if (!fn || (fn.named === false && fn.epoch !== this.#layoutEpoch)) {
+        fn = this.#frameName(f);
+        if (Object.isFrozen(f)) this.#frameNames.set(f, fn);
+      }
+      const { name, buildId, indexed, named } = fn;
+      if (named === false) unnamed = true;
+      names.push(name);
+      if (buildId !== "" && !buildIds.includes(buildId)) buildIds.push(buildId);
+      if (indexed && !keys.some((k) => k.name === name && k.buildId === buildId))
+        keys.push({ buildId, name });
+    }
+    const stack = names.join(";");
+    const r: Resolved = {
+      stack,
+      identity: `${stack}\n${buildIds.join(",")}\n${keys.map((k) => buildIds.indexOf(k.buildId)).join(",")}`,
+      keys,
+      buildIds,
+      epoch: unnamed ? this.#layoutEpoch : undefined,
+      bucket: undefined,
+      entries: undefined,
+    };
+    if (frozen) this.#resolved.set(frames, r);
+    return r;
+  }
+
   #frameName(f: Frame__Output): FrameName {
     switch (f.kind) {
       case "KIND_NATIVE": {
-        const buildId = f.buildId ?? "";
+        const buildId = f.buildId;
         if (f.symbol !== undefined && f.symbol !== "") return { name: f.symbol, buildId, indexed: true };
         if (buildId === "") return { name: UNKNOWN_FRAME, buildId, indexed: false };
         const named = this.#name(buildId, f.fileOffset);
         if (named !== undefined) {
           this.#counters.namedFrames++;
-          return { name: named, buildId, indexed: true };
+          return { name: named, buildId, indexed: true, named: true };
         }
         this.#counters.unnamedFrames++;
-        return { name: unnamedFrame(buildId, f.fileOffset), buildId, indexed: true };
+        return {
+          name: unnamedFrame(buildId, f.fileOffset),
+          buildId,
+          indexed: true,
+          named: false,
+          epoch: this.#layoutEpoch,
+        };
       }
       case "KIND_JIT":
       case "KIND_KERNEL":
@@ -467,8 +581,14 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
 
   #addLayout(buildId: string, sections: readonly Section__Output[]): void {
     if (!buildId || sections.length === 0) return;
+    const layout: Layout = {
+      sections: sections
+        .filter((s) => s.size > 0)
+        .map((s) => ({ fileOffset: s.fileOffset, end: s.fileOffset + s.size, address: s.address })),
+    };
     const old = this.#layouts.get(buildId);
     if (old) {
+      if (sameLayout(old, layout)) return; // agents describe binaries again after a reconnect
       this.#layouts.delete(buildId);
       this.#structBytes -= layoutBytes(buildId, old);
     } else if (this.#layouts.size >= this.#maxBuildIds) {
@@ -478,18 +598,197 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
         this.#structBytes -= layoutBytes(oldestId, oldest);
       }
     }
-    const layout: Layout = {
-      sections: sections
-        .filter((s) => s.size > 0)
-        .map((s) => ({ fileOffset: s.fileOffset, end: s.fileOffset + s.size, address: s.address })),
-    };
     this.#layouts.set(buildId, layout);
     this.#structBytes += layoutBytes(buildId, layout);
+    this.#layoutEpoch++;
   }
 
-  #touchBuildId(buildId: string, serial: number, g: Group, end: number, node: string): void {
+  /** A new (stack, image) entry in `bucket`, linked to its symbols' cells; undefined when the bucket is full. */
+  #newEntry(bucket: Bucket, r: Resolved, image: string, end: number): Entry | undefined {
+    if (bucket.full || bucket.entryCount >= this.#maxStacks) return undefined;
+    const entry: Entry = {
+      stack: this.#pool.acquire(r.stack),
+      image: this.#pool.acquire(image),
+      count: 0,
+      firstSeenMs: end,
+      lastSeenMs: end,
+      pods: new Map(),
+      nodes: new Map(),
+      cells: [],
+    };
+    for (const k of r.keys) {
+      const cell = this.#cell(bucket, image, k.buildId, k.name);
+      cell.entries.push(entry);
+      entry.cells.push(cell);
+    }
+    if (r.entries) r.entries.push(entry);
+    else {
+      r.entries = [entry];
+      bucket.entries.set(this.#pool.acquire(r.identity), r.entries);
+      this.#structBytes += MAP_ENTRY_BYTES + 32;
+    }
+    bucket.entryCount++;
+    this.#structBytes += ENTRY_BYTES + entry.cells.length * POINTER_BYTES;
+    return entry;
+  }
+
+  /** A stack beyond maxStacksPerBucket: its samples go straight to its symbols' cells. */
+  #countOverflow(
+    bucket: Bucket,
+    r: Resolved,
+    image: string,
+    count: number,
+    end: number,
+    pod: string,
+    node: string,
+  ): void {
+    this.#counters.overflowSamples += count;
+    for (const k of r.keys) {
+      const cell = bucket.full
+        ? this.#keys.get(image)?.get(k.buildId)?.get(k.name)?.cells.get(bucket.start)
+        : this.#cell(bucket, image, k.buildId, k.name);
+      if (!cell) {
+        this.#counters.unindexedSamples += count;
+        continue;
+      }
+      if (cell.samples === 0) {
+        cell.firstSeenMs = end;
+        cell.lastSeenMs = end;
+      } else if (end > cell.lastSeenMs) cell.lastSeenMs = end;
+      else if (end < cell.firstSeenMs) cell.firstSeenMs = end;
+      cell.samples += count;
+      if (pod !== "") {
+        if (!cell.pods) {
+          cell.pods = new Map();
+          this.#structBytes += MAP_BYTES;
+        }
+        this.#countIn(cell.pods, pod, count);
+      }
+      if (node !== "") {
+        if (!cell.nodes) {
+          cell.nodes = new Map();
+          this.#structBytes += MAP_BYTES;
+        }
+        this.#countIn(cell.nodes, node, count);
+      }
+    }
+  }
+
+  #cell(bucket: Bucket, image: string, buildId: string, symbol: string): Cell {
+    const key = this.#key(image, buildId, symbol);
+    let cell = key.cells.get(bucket.start);
+    if (!cell) {
+      cell = {
+        key,
+        entries: [],
+        samples: 0,
+        firstSeenMs: 0,
+        lastSeenMs: 0,
+        pods: undefined,
+        nodes: undefined,
+      };
+      key.cells.set(bucket.start, cell);
+      bucket.cells.push(cell);
+      this.#structBytes += CELL_BYTES + POINTER_BYTES;
+    }
+    return cell;
+  }
+
+  #key(image: string, buildId: string, symbol: string): Key {
+    let byBuildId = this.#keys.get(image);
+    if (!byBuildId) {
+      byBuildId = new Map();
+      this.#keys.set(this.#pool.acquire(image), byBuildId);
+      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
+    }
+    let bySymbol = byBuildId.get(buildId);
+    if (!bySymbol) {
+      bySymbol = new Map();
+      byBuildId.set(this.#pool.acquire(buildId), bySymbol);
+      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
+    }
+    let key = bySymbol.get(symbol);
+    if (key) return key;
+    key = {
+      image: this.#pool.acquire(image),
+      buildId: this.#pool.acquire(buildId),
+      symbol: this.#pool.acquire(symbol),
+      cells: new Map(),
+    };
+    bySymbol.set(key.symbol, key);
+    let set = this.#byName.get(key.symbol);
+    if (!set) {
+      set = new Set();
+      this.#byName.set(key.symbol, set);
+      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
+    }
+    set.add(key);
+    this.#keyCount++;
+    this.#structBytes += KEY_BYTES;
+    return key;
+  }
+
+  #dropBucket(bucket: Bucket): void {
+    for (const [identity, entries] of bucket.entries) {
+      this.#pool.release(identity);
+      for (const e of entries) {
+        for (const m of [e.pods, e.nodes]) for (const s of m.keys()) this.#pool.release(s);
+        this.#structBytes -=
+          ENTRY_BYTES + e.cells.length * POINTER_BYTES + (e.pods.size + e.nodes.size) * MAP_ENTRY_BYTES;
+        this.#pool.release(e.stack);
+        this.#pool.release(e.image);
+      }
+      this.#structBytes -= MAP_ENTRY_BYTES + 32;
+    }
+    for (const cell of bucket.cells) {
+      for (const m of [cell.pods, cell.nodes]) {
+        if (!m) continue;
+        for (const s of m.keys()) this.#pool.release(s);
+        this.#structBytes -= MAP_BYTES + m.size * MAP_ENTRY_BYTES;
+      }
+      this.#structBytes -= CELL_BYTES + POINTER_BYTES;
+      const key = cell.key;
+      key.cells.delete(bucket.start);
+      if (key.cells.size === 0) this.#dropKey(key);
+    }
+    for (const image of bucket.totals.keys()) this.#pool.release(image);
+    this.#structBytes -= BUCKET_BYTES + bucket.totals.size * (MAP_ENTRY_BYTES + 48);
+    this.#buckets.delete(bucket.start);
+  }
+
+  #dropKey(key: Key): void {
+    const byBuildId = this.#keys.get(key.image);
+    const bySymbol = byBuildId?.get(key.buildId);
+    if (byBuildId && bySymbol) {
+      bySymbol.delete(key.symbol);
+      if (bySymbol.size === 0) {
+        byBuildId.delete(key.buildId);
+        this.#pool.release(key.buildId);
+        this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
+        if (byBuildId.size === 0) {
+          this.#keys.delete(key.image);
+          this.#pool.release(key.image);
+          this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
+        }
+      }
+    }
+    const set = this.#byName.get(key.symbol);
+    if (set) {
+      set.delete(key);
+      if (set.size === 0) {
+        this.#byName.delete(key.symbol);
+        this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
+      }
+    }
+    this.#pool.release(key.image);
+    this.#pool.release(key.buildId);
+    this.#pool.release(key.symbol);
+    this.#keyCount--;
+    this.#structBytes -= KEY_BYTES;
+  }
+
+  #touchBuildId(buildId: string, count: number, end: number, pod: string, node: string): void {
     let r = this.#buildIds.get(buildId);
-    if (r?.sample === serial) return; // once per stack
     if (!r) {
       if (this.#buildIds.size >= this.#maxBuildIds) {
         // Evict the least recently seen (by window end; ties: first inserted).
@@ -497,20 +796,18 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
         for (const e of this.#buildIds) if (!victim || e[1].lastSeenMs < victim[1].lastSeenMs) victim = e;
         if (victim) this.#dropBuildId(victim[0], victim[1]);
       }
-      r = { samples: 0, lastSeenMs: end, pods: new Map(), nodes: new Map(), sample: serial };
+      r = { samples: 0, lastSeenMs: end, pods: new Map(), nodes: new Map() };
       this.#buildIds.set(this.#pool.acquire(buildId), r);
       this.#structBytes += BUILD_ID_BYTES;
     }
-    r.sample = serial;
-    r.samples += g.count;
+    r.samples += count;
     if (end > r.lastSeenMs) r.lastSeenMs = end;
-    for (const pod of g.pods.keys()) this.#recent(r.pods, pod, end);
-    this.#recent(r.nodes, node, end);
+    if (pod !== "") this.#recent(r.pods, pod, end);
+    if (node !== "") this.#recent(r.nodes, node, end);
   }
 
   /** The MAX_BUILD_ID_PLACES most recently seen places (by window end; ties: the greatest name goes). */
   #recent(m: Map<string, number>, s: string, end: number): void {
-    if (s === "") return;
     const last = m.get(s);
     if (last !== undefined) {
       if (end > last) m.set(s, end);
@@ -542,166 +839,10 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     this.#pool.release(id);
   }
 
-  #imageKeys(image: string): Map<string, Map<string, Key>> {
-    let m = this.#keys.get(image);
-    if (!m) {
-      m = new Map();
-      this.#keys.set(this.#pool.acquire(image), m);
-      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
-    }
-    return m;
-  }
-
-  #key(
-    byBuildId: Map<string, Map<string, Key>>,
-    image: string,
-    buildId: string,
-    symbol: string,
-    tick: number,
-  ): Key {
-    let bySymbol = byBuildId.get(buildId);
-    let key = bySymbol?.get(symbol);
-    if (key) {
-      if (key.tick !== tick) {
-        // Refresh the LRU position once per batch.
-        this.#lru.delete(key);
-        this.#lru.add(key);
-        key.tick = tick;
-      }
-      return key;
-    }
-    while (this.#lru.size >= this.#maxKeys) {
-      const oldest = this.#lru.values().next().value;
-      if (!oldest) break;
-      this.#dropKey(oldest);
-      this.#counters.evictedKeys++;
-    }
-    if (!bySymbol || byBuildId.get(buildId) !== bySymbol) {
-      // (Re)create: the eviction above may have removed an emptied map.
-      bySymbol = byBuildId.get(buildId);
-      if (!bySymbol) {
-        bySymbol = new Map();
-        byBuildId.set(this.#pool.acquire(buildId), bySymbol);
-        this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
-      }
-      if (!this.#keys.has(image)) {
-        this.#keys.set(this.#pool.acquire(image), byBuildId);
-        this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
-      }
-    }
-    key = {
-      image: this.#pool.acquire(image),
-      buildId: this.#pool.acquire(buildId),
-      symbol: this.#pool.acquire(symbol),
-      cells: new Map(),
-      tick,
-      sample: 0,
-    };
-    bySymbol.set(key.symbol, key);
-    this.#lru.add(key);
-    let set = this.#byName.get(key.symbol);
-    if (!set) {
-      set = new Set();
-      this.#byName.set(key.symbol, set);
-      this.#structBytes += MAP_BYTES + MAP_ENTRY_BYTES;
-    }
-    set.add(key);
-    this.#structBytes += KEY_BYTES;
-    return key;
-  }
-
-  #dropKey(key: Key): void {
-    for (const [b, cell] of key.cells) this.#dropCell(key, b, cell);
-    this.#lru.delete(key);
-    const byBuildId = this.#keys.get(key.image);
-    const bySymbol = byBuildId?.get(key.buildId);
-    if (byBuildId && bySymbol) {
-      bySymbol.delete(key.symbol);
-      if (bySymbol.size === 0) {
-        byBuildId.delete(key.buildId);
-        this.#pool.release(key.buildId);
-        this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
-        if (byBuildId.size === 0) {
-          this.#keys.delete(key.image);
-          this.#pool.release(key.image);
-          this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
-        }
-      }
-    }
-    const set = this.#byName.get(key.symbol);
-    if (set) {
-      set.delete(key);
-      if (set.size === 0) {
-        this.#byName.delete(key.symbol);
-        this.#structBytes -= MAP_BYTES + MAP_ENTRY_BYTES;
-      }
-    }
-    this.#pool.release(key.image);
-    this.#pool.release(key.buildId);
-    this.#pool.release(key.symbol);
-    this.#structBytes -= KEY_BYTES;
-  }
-
-  #dropCell(key: Key, bucket: number, cell: Cell): void {
-    for (const m of [cell.pods, cell.nodes, cell.stacks]) {
-      for (const s of m.keys()) this.#pool.release(s);
-      this.#structBytes -= m.size * MAP_ENTRY_BYTES;
-    }
-    this.#structBytes -= CELL_BYTES + MAP_ENTRY_BYTES;
-    key.cells.delete(bucket);
-  }
-
-  #addToCell(key: Key, bucket: number, end: number, g: Group, node: string, stack: string): void {
-    const count = g.count;
-    let cell = key.cells.get(bucket);
-    if (!cell) {
-      cell = {
-        samples: 0,
-        firstSeenMs: end,
-        lastSeenMs: end,
-        pods: new Map(),
-        nodes: new Map(),
-        stacks: new Map(),
-      };
-      key.cells.set(bucket, cell);
-      this.#structBytes += CELL_BYTES + MAP_ENTRY_BYTES;
-    }
-    cell.samples += count;
-    if (end < cell.firstSeenMs) cell.firstSeenMs = end;
-    if (end > cell.lastSeenMs) cell.lastSeenMs = end;
-    for (const [pod, n] of g.pods) this.#countIn(cell.pods, pod, n, this.#maxPods);
-    if (node !== "") this.#countIn(cell.nodes, node, count, this.#maxPods);
-    const c = cell.stacks.get(stack);
-    if (c !== undefined) {
-      cell.stacks.set(stack, c + count);
-      return;
-    }
-    if (cell.stacks.size >= this.#maxStacks) {
-      // Evict the smallest (ties: the greatest string, so the choice does not depend on arrival order).
-      // forEach: no entry arrays to collect on this hot path.
-      let victim: string | undefined;
-      let min = Infinity;
-      cell.stacks.forEach((n, s) => {
-        if (n < min || (n === min && victim !== undefined && s > victim)) {
-          min = n;
-          victim = s;
-        }
-      });
-      if (victim !== undefined) {
-        cell.stacks.delete(victim);
-        this.#pool.release(victim);
-        this.#structBytes -= MAP_ENTRY_BYTES;
-        this.#counters.evictedStacks++;
-      }
-    }
-    cell.stacks.set(this.#pool.acquire(stack), count);
-    this.#structBytes += MAP_ENTRY_BYTES;
-  }
-
-  #countIn(m: Map<string, number>, s: string, count: number, max: number): void {
+  #countIn(m: Map<string, number>, s: string, count: number): void {
     const c = m.get(s);
     if (c !== undefined) m.set(s, c + count);
-    else if (m.size < max) {
+    else if (m.size < this.#maxPods) {
       m.set(this.#pool.acquire(s), count);
       this.#structBytes += MAP_ENTRY_BYTES;
     }
@@ -717,8 +858,9 @@ function zeroCounters(): Omit<HotSymbolIndexStats, "symbols" | "buckets" | "appr
   return {
     foldedBatches: 0,
     foldedSamples: 0,
-    evictedKeys: 0,
-    evictedStacks: 0,
+    evictedBuckets: 0,
+    overflowSamples: 0,
+    unindexedSamples: 0,
     expiredSamples: 0,
     namedFrames: 0,
     unnamedFrames: 0,
@@ -730,6 +872,16 @@ function topStacks(stacks: Map<string, number>, n: number): StackCount[] {
     .map(([stack, count]) => ({ stack, count }))
     .sort((a, b) => b.count - a.count || (a.stack < b.stack ? -1 : a.stack > b.stack ? 1 : 0))
     .slice(0, n);
+}
+
+function sameLayout(a: Layout, b: Layout): boolean {
+  return (
+    a.sections.length === b.sections.length &&
+    a.sections.every((s, i) => {
+      const t = b.sections[i];
+      return t !== undefined && s.fileOffset === t.fileOffset && s.end === t.end && s.address === t.address;
+    })
+  );
 }
 
 function layoutBytes(buildId: string, l: Layout): number {

@@ -1,7 +1,7 @@
 // Which binaries make up a running image, as the agents see them: image digest → the BuildIDs of native
 // frames sampled in its containers. The VexStatement controller needs it to say "not present": only a
 // product whose every binary has a verified FuncProof can be said not to contain a symbol.
-import type { StackBatch__Output } from "../../proto/evidence.ts";
+import type { Frame__Output, StackBatch__Output } from "../../proto/evidence.ts";
 import type { HotSymbolIndex } from "./types.ts";
 
 /** Bounds: images tracked, and BuildIDs per image (a container maps few dozen binaries). */
@@ -10,15 +10,21 @@ const MAX_BUILD_IDS_PER_IMAGE = 1_024;
 
 export class ImageBinaries implements FoldObserver {
   readonly #byImage = new Map<string, Set<string>>();
+  /** Frames arrays (the decoder shares one per distinct stack) already added, by image: skipped next time. */
+  #seen = new WeakMap<readonly Frame__Output[], Set<string>>();
 
   observe(batch: StackBatch__Output): void {
     for (const s of batch.samples) {
       if (s.imageDigest === "") continue;
+      let seen = this.#seen.get(s.frames);
+      if (seen?.has(s.imageDigest) === true) continue;
       let set = this.#byImage.get(s.imageDigest);
       if (!set) {
         if (this.#byImage.size >= MAX_IMAGES) {
           const oldest = this.#byImage.keys().next().value;
           if (oldest !== undefined) this.#byImage.delete(oldest);
+          this.#seen = new WeakMap(); // it may hold the evicted image
+          seen = undefined;
         }
         set = new Set();
         this.#byImage.set(s.imageDigest, set);
@@ -26,6 +32,13 @@ export class ImageBinaries implements FoldObserver {
       for (const f of s.frames)
         if (f.kind === "KIND_NATIVE" && f.buildId !== "" && set.size < MAX_BUILD_IDS_PER_IMAGE)
           set.add(f.buildId);
+      if (Object.isFrozen(s.frames)) {
+        if (!seen) {
+          seen = new Set();
+          this.#seen.set(s.frames, seen);
+        }
+        seen.add(s.imageDigest);
+      }
     }
   }
 
@@ -36,6 +49,7 @@ export class ImageBinaries implements FoldObserver {
 
   clear(): void {
     this.#byImage.clear();
+    this.#seen = new WeakMap();
   }
 }
 

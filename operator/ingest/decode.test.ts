@@ -54,3 +54,33 @@ test("skips unknown fields and rejects truncated input", () => {
   assert.deepEqual(decodeStackBatch(withUnknown), reference(bytes));
   assert.throws(() => decodeStackBatch(bytes.subarray(0, bytes.length - 3)), { code: "PROTO_DECODE" });
 });
+
+test("samples with equal stack bytes share one frozen frames array, across batches; equal to proto-loader", () => {
+  const b = decodedBatch(7);
+  const twin = { ...b.samples[0]!, pod: "other-pod", count: 9 };
+  const bytes = encodeBatch({ ...b, samples: [...b.samples, twin] });
+  const one = decodeStackBatch(bytes);
+  const two = decodeStackBatch(bytes);
+  const last = one.samples.at(-1)!;
+  assert.equal(last.frames, one.samples[0]!.frames, "shared within a batch");
+  assert.equal(two.samples[0]!.frames, one.samples[0]!.frames, "and across batches");
+  assert.ok(Object.isFrozen(last.frames) && Object.isFrozen(last.frames[0]));
+  assert.equal(last.pod, "other-pod");
+  assert.equal(two.samples[1]!.container, one.samples[1]!.container);
+  assert.deepEqual(two, reference(bytes));
+});
+
+test("frames split by another field (no encoder does it, the format allows it) are all kept, in order", () => {
+  const s = sample(3, 2, 4);
+  const head = encodeBatch({ samples: [{ ...s, frames: s.frames!.slice(0, 2), count: 2 }] });
+  const tail = encodeBatch({ samples: [{ frames: s.frames!.slice(2) }] });
+  // Both are one-sample batches: field 5 (tag 0x2a), length, sample bytes. Join the two sample bodies.
+  const body = (b: Buffer): Buffer => b.subarray(1 + (b[1]! & 0x80 ? 2 : 1));
+  const joined = Buffer.concat([body(head), body(tail)]);
+  const len = joined.length;
+  const bytes = Buffer.concat([Buffer.from([0x2a, (len & 0x7f) | 0x80, len >> 7]), joined]);
+  const decoded = decodeStackBatch(bytes);
+  assert.deepEqual(decoded, reference(bytes));
+  assert.equal(decoded.samples[0]!.frames.length, 4);
+  assert.equal(decoded.samples[0]!.count, 2);
+});

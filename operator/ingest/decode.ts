@@ -3,7 +3,15 @@
 // 3–5× faster: proto-loader decodes with protobufjs and then converts the whole tree again with toObject.
 // Ingest decodes every byte an agent sends, so this is its hot path. decode.test.ts checks it against
 // proto-loader field by field. Malformed input throws (grpc-js then fails the stream with INTERNAL).
+//
+// The same stacks and the same (container, pod, image) come again in every batch of every agent, so their wire
+// bytes are the cache keys: a sample's frames array is decoded, validated and frozen once per distinct stack
+// and shared by every later sample with those bytes (the index resolves a frozen frames array once, too); each
+// frame likewise once per distinct frame (frames recur even where whole stacks do not, e.g. in JIT-heavy
+// processes); attribution strings once per distinct attribution. The caches are bounded by key characters.
+import { crc32 } from "node:zlib";
 import { StellaError } from "../../core/errors.ts";
+import { LIMITS, markValidFrames, validateFrame } from "./validate.ts";
 import type {
   Binary__Output,
   Frame__Output,
@@ -12,6 +20,121 @@ import type {
   StackBatch__Output,
   Window__Output,
 } from "../../proto/evidence.ts";
+
+/** Tag bytes of Sample's length-delimited fields: 1..5 attribution strings, 6 frames. */
+const ATTRIBUTION_TAGS = new Set([0x0a, 0x12, 0x1a, 0x22, 0x2a]);
+const FRAMES_TAG = 0x32;
+/** Spans longer than this are decoded every time (a cache of huge keys would be a memory sink). */
+const MAX_KEY_CHARS = 16 * 1024;
+
+/**
+ * Values by their wire bytes (latin1 strings: one char per byte), in two generations: when the young one is
+ * full it becomes the old one and the old one is dropped; a hit in the old one is moved to the young one.
+ */
+class SpanCache<T> {
+  readonly #maxChars: number;
+  #young = new Map<string, T>();
+  #old = new Map<string, T>();
+  #chars = 0;
+
+  constructor(maxChars: number) {
+    this.#maxChars = maxChars;
+  }
+
+  get(key: string): T | undefined {
+    const v = this.#young.get(key);
+    if (v !== undefined) return v;
+    const o = this.#old.get(key);
+    if (o !== undefined) this.set(key, o);
+    return o;
+  }
+
+  set(key: string, v: T): void {
+    if (this.#chars + key.length > this.#maxChars / 2) {
+      this.#old = this.#young;
+      this.#young = new Map();
+      this.#chars = 0;
+    }
+    this.#young.set(key, v);
+    this.#chars += key.length;
+  }
+}
+
+interface Slot<T> {
+  readonly bytes: Buffer;
+  readonly value: T;
+}
+
+/**
+ * Values by their wire bytes, for long spans (whole stacks, ~1.5 KiB): keyed by the bytes' CRC-32 (native,
+ * ~10× cheaper than building and hashing a string of them) and confirmed by comparing the bytes. Two
+ * generations, as SpanCache.
+ */
+class ByteSpanCache<T> {
+  readonly #maxBytes: number;
+  #young = new Map<number, Slot<T>[]>();
+  #old = new Map<number, Slot<T>[]>();
+  #bytes = 0;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  static hash(buf: Buffer, start: number, end: number): number {
+    return crc32(buf.subarray(start, end));
+  }
+
+  get(h: number, buf: Buffer, start: number, end: number): T | undefined {
+    const hit = find(this.#young.get(h), buf, start, end);
+    if (hit) return hit.value;
+    const old = find(this.#old.get(h), buf, start, end);
+    if (old) this.#add(h, old);
+    return old?.value;
+  }
+
+  set(h: number, buf: Buffer, start: number, end: number, value: T): void {
+    this.#add(h, { bytes: Buffer.from(buf.subarray(start, end)), value });
+  }
+
+  #add(h: number, slot: Slot<T>): void {
+    if (this.#bytes + slot.bytes.length > this.#maxBytes / 2) {
+      this.#old = this.#young;
+      this.#young = new Map();
+      this.#bytes = 0;
+    }
+    const chain = this.#young.get(h);
+    if (chain) chain.push(slot);
+    else this.#young.set(h, [slot]);
+    this.#bytes += slot.bytes.length + 64;
+  }
+}
+
+function find<T>(chain: Slot<T>[] | undefined, buf: Buffer, start: number, end: number): Slot<T> | undefined {
+  if (!chain) return undefined;
+  for (const slot of chain) {
+    if (
+      slot.bytes.length === end - start &&
+      buf.compare(slot.bytes, 0, slot.bytes.length, start, end) === 0
+    ) {
+      return slot;
+    }
+  }
+  return undefined;
+}
+
+interface Attribution {
+  container: string;
+  pod: string;
+  namespace: string;
+  imageDigest: string;
+  containerName: string;
+}
+
+/** ~20,000 distinct stacks of ~1.5 KiB, ~64 MiB of keys at most; attribution spans are ~200 bytes. */
+const stacks = new ByteSpanCache<Frame__Output[]>(64 * 1024 * 1024);
+/** Frames recur far more than whole stacks (a function is on many stacks): ~80 bytes each. */
+const frames = new SpanCache<Frame__Output>(16 * 1024 * 1024);
+const attributions = new SpanCache<Attribution>(8 * 1024 * 1024);
 
 const KINDS = ["KIND_UNSPECIFIED", "KIND_NATIVE", "KIND_JIT", "KIND_KERNEL", "KIND_UNRESOLVED"] as const;
 const TWO_32 = 4294967296;
@@ -161,7 +284,11 @@ function sampleOf(r: Reader, end: number): Sample__Output {
     frames: [],
     count: 0,
   };
+  const buf = r.buf;
+  const first = buf[r.pos];
+  if (first !== undefined && ATTRIBUTION_TAGS.has(first)) attribution(r, end, s);
   while (r.pos < end) {
+    const tagStart = r.pos;
     const tag = r.varint();
     const wt = tag & 7;
     switch (tag >>> 3) {
@@ -187,6 +314,12 @@ function sampleOf(r: Reader, end: number): Sample__Output {
         break;
       case 6: {
         expect(wt, 2, "samples.frames");
+        if (s.frames.length === 0) {
+          s.frames = framesRun(r, tagStart, end);
+          break;
+        }
+        // Frames not in one run (no encoder we know writes that): appended to an unshared copy.
+        if (Object.isFrozen(s.frames)) s.frames = [...s.frames];
         const e = r.end();
         s.frames.push(frame(r, e));
         if (r.pos !== e) bad("nested message overruns its length");
@@ -201,6 +334,87 @@ function sampleOf(r: Reader, end: number): Sample__Output {
     }
   }
   return s;
+}
+
+/** The run of attribution strings (fields 1..5) a sample starts with, from the cache when seen before. */
+function attribution(r: Reader, end: number, s: Sample__Output): void {
+  const buf = r.buf;
+  const start = r.pos;
+  let p = start;
+  while (p < end && ATTRIBUTION_TAGS.has(buf[p] ?? 0)) {
+    r.pos = p + 1;
+    p = r.end();
+  }
+  r.pos = start;
+  const key = p - start <= MAX_KEY_CHARS ? buf.toString("latin1", start, p) : undefined;
+  const hit = key === undefined ? undefined : attributions.get(key);
+  if (hit) {
+    Object.assign(s, hit);
+    r.pos = p;
+    return;
+  }
+  while (r.pos < p) {
+    const f = r.varint() >>> 3;
+    const v = r.string();
+    if (f === 1) s.container = v;
+    else if (f === 2) s.pod = v;
+    else if (f === 3) s.namespace = v;
+    else if (f === 4) s.imageDigest = v;
+    else s.containerName = v;
+  }
+  if (key !== undefined) {
+    const { container, pod, namespace, imageDigest, containerName } = s;
+    attributions.set(key, { container, pod, namespace, imageDigest, containerName });
+  }
+}
+
+/**
+ * A sample's run of frames (field 6 repeated), its tag at `tagStart` already read. From the cache when these
+ * bytes were seen before; otherwise decoded, and when valid frozen and cached (validateBatch then skips them).
+ */
+function framesRun(r: Reader, tagStart: number, end: number): Frame__Output[] {
+  const buf = r.buf;
+  const first = r.pos;
+  let p = first;
+  for (;;) {
+    r.pos = p;
+    p = r.end();
+    if (p >= end || buf[p] !== FRAMES_TAG) break;
+    p++;
+  }
+  const cacheable = p - tagStart <= MAX_KEY_CHARS;
+  const h = cacheable ? ByteSpanCache.hash(buf, tagStart, p) : 0;
+  const hit = cacheable ? stacks.get(h, buf, tagStart, p) : undefined;
+  if (hit) {
+    r.pos = p;
+    return hit;
+  }
+  r.pos = first;
+  const run: Frame__Output[] = [];
+  let valid = true;
+  for (;;) {
+    const e = r.end();
+    const fKey = e - r.pos <= MAX_KEY_CHARS ? buf.toString("latin1", r.pos, e) : undefined;
+    let fr = fKey === undefined ? undefined : frames.get(fKey);
+    if (fr) r.pos = e;
+    else {
+      fr = frame(r, e);
+      if (r.pos !== e) bad("nested message overruns its length");
+      if (validateFrame(fr, "") !== undefined) valid = false;
+      else if (fKey !== undefined) {
+        frames.set(fKey, Object.freeze(fr));
+        markValidFrames(fr);
+      }
+    }
+    run.push(fr);
+    if (r.pos >= p) break;
+    r.pos++; // the next frame's tag byte
+  }
+  if (!cacheable || !valid || run.length > LIMITS.frames) return run;
+  Object.freeze(run);
+  markValidFrames(run);
+  stacks.set(h, buf, tagStart, p, run);
+  return run;
 }
 
 function section(r: Reader, end: number): Section__Output {

@@ -8,12 +8,29 @@ import { decodedBatch } from "../../proto/testing/batches.ts";
 /** A batch as the server decodes it (defaults filled), mutated by `edit`. */
 function batch(edit: (b: StackBatch__Output) => void = () => undefined): StackBatch__Output {
   const b = decodeBatch(encodeBatch(decodedBatch(3)));
+  // The decoder shares frozen frames between samples with equal bytes: edit unshared copies.
+  for (const s of b.samples) s.frames = s.frames.map((f) => ({ ...f }));
   edit(b);
   return b;
 }
 
 test("a well-formed batch passes", () => {
   assert.equal(validateBatch(batch()), undefined);
+});
+
+test("frames the decoder found invalid are not cached as valid: the batch is refused every time", () => {
+  const bad = decodedBatch(3);
+  bad.samples[1]!.frames[0]!.buildId = "XYZ";
+  const bytes = encodeBatch(bad);
+  for (let i = 0; i < 2; i++) {
+    assert.match(
+      validateBatch(decodeBatch(bytes)) ?? "",
+      /^samples\[1\]\.frames\[0\]\.buildId: not lower-case hex/,
+    );
+  }
+  const good = decodeBatch(encodeBatch(decodedBatch(3)));
+  assert.ok(Object.isFrozen(good.samples[0]!.frames), "valid frames are shared, frozen");
+  assert.equal(validateBatch(good), undefined);
 });
 
 const cases: [string, (b: StackBatch__Output) => void, RegExp][] = [

@@ -2,7 +2,7 @@
 // certificate, or anyone on the network without mTLS), so every length and count is bounded before the batch is
 // logged or folded. A failure is a message naming the field, its value and the limit
 // (`samples[3].frames: 300 frames, limit 256`), sent back as Ack.rejected: the agent drops the batch for good.
-import type { StackBatch__Output } from "../../proto/evidence.ts";
+import type { Frame__Output, StackBatch__Output } from "../../proto/evidence.ts";
 
 export const LIMITS = {
   /** Kubernetes object names (DNS subdomain). */
@@ -61,6 +61,52 @@ function buildId(field: string, value: string): string | undefined {
   );
 }
 
+/** Frames arrays and frames the decoder validated (and froze): shared by every sample with the same bytes. */
+const VALID_FRAMES = new WeakSet<object>();
+
+export function markValidFrames(frames: readonly Frame__Output[] | Frame__Output): void {
+  VALID_FRAMES.add(frames);
+}
+
+/** undefined when a sample's frames are acceptable, else why not, relative to the sample ("frames[2].kind: …"). */
+export function validateFrames(frames: readonly Frame__Output[]): string | undefined {
+  if (frames.length > LIMITS.frames) return `frames: ${frames.length} frames, limit ${LIMITS.frames}`;
+  for (let j = 0; j < frames.length; j++) {
+    const fr = frames[j];
+    if (fr === undefined || VALID_FRAMES.has(fr)) continue; // checked by the decoder when first seen
+    const fErr = validateFrame(fr, `frames[${j}]`);
+    if (fErr !== undefined) return fErr;
+  }
+  return undefined;
+}
+
+/** undefined when one frame is acceptable, else why not; `ff` names it ("frames[2]"). */
+export function validateFrame(fr: Frame__Output, ff: string): string | undefined {
+  return (
+    (FRAME_KINDS.has(fr.kind)
+      ? undefined
+      : `${ff}.kind: unknown kind, limit one of ${[...FRAME_KINDS].join(",")}`) ??
+    buildId(`${ff}.buildId`, fr.buildId) ??
+    uint(`${ff}.fileOffset`, fr.fileOffset) ??
+    (fr.symbol === undefined ? undefined : str(`${ff}.symbol`, fr.symbol, LIMITS.symbolChars)) ??
+    (fr.offset === undefined ? undefined : uint(`${ff}.offset`, fr.offset)) ??
+    str(`${ff}.unresolvedReason`, fr.unresolvedReason, LIMITS.unresolvedReasonChars)
+  );
+}
+
+/** The common case checked without building any message (a batch holds thousands of samples). */
+function attributionOk(s: StackBatch__Output["samples"][number]): boolean {
+  return (
+    s.container.length <= LIMITS.containerChars &&
+    s.pod.length <= LIMITS.podChars &&
+    s.namespace.length <= LIMITS.namespaceChars &&
+    s.imageDigest.length <= LIMITS.imageDigestChars &&
+    s.containerName.length <= LIMITS.containerNameChars &&
+    Number.isSafeInteger(s.count) &&
+    s.count >= 1
+  );
+}
+
 /** undefined when the batch is acceptable, else why not (field, value, limit). */
 export function validateBatch(b: StackBatch__Output): string | undefined {
   if (b.agentId === "") return "agentId: empty, limit 1..253 chars";
@@ -90,35 +136,23 @@ export function validateBatch(b: StackBatch__Output): string | undefined {
   for (let i = 0; i < b.samples.length; i++) {
     const s = b.samples[i];
     if (s === undefined) continue;
-    const f = `samples[${i}]`;
-    const sErr =
-      str(`${f}.container`, s.container, LIMITS.containerChars) ??
-      str(`${f}.pod`, s.pod, LIMITS.podChars) ??
-      str(`${f}.namespace`, s.namespace, LIMITS.namespaceChars) ??
-      str(`${f}.imageDigest`, s.imageDigest, LIMITS.imageDigestChars) ??
-      str(`${f}.containerName`, s.containerName, LIMITS.containerNameChars) ??
-      uint(`${f}.count`, s.count) ??
-      (s.count < 1 ? `${f}.count: ${s.count}, limit ≥ 1` : undefined);
-    if (sErr !== undefined) return sErr;
+    if (!attributionOk(s)) {
+      const f = `samples[${i}]`;
+      return (
+        str(`${f}.container`, s.container, LIMITS.containerChars) ??
+        str(`${f}.pod`, s.pod, LIMITS.podChars) ??
+        str(`${f}.namespace`, s.namespace, LIMITS.namespaceChars) ??
+        str(`${f}.imageDigest`, s.imageDigest, LIMITS.imageDigestChars) ??
+        str(`${f}.containerName`, s.containerName, LIMITS.containerNameChars) ??
+        uint(`${f}.count`, s.count) ??
+        `${f}.count: ${s.count}, limit ≥ 1`
+      );
+    }
     total += s.count;
     if (total > LIMITS.totalCount) return `samples[].count: total ${total}, limit ${LIMITS.totalCount}`;
-    if (s.frames.length > LIMITS.frames)
-      return `${f}.frames: ${s.frames.length} frames, limit ${LIMITS.frames}`;
-    for (let j = 0; j < s.frames.length; j++) {
-      const fr = s.frames[j];
-      if (fr === undefined) continue;
-      const ff = `${f}.frames[${j}]`;
-      const fErr =
-        (FRAME_KINDS.has(fr.kind)
-          ? undefined
-          : `${ff}.kind: unknown kind, limit one of ${[...FRAME_KINDS].join(",")}`) ??
-        buildId(`${ff}.buildId`, fr.buildId) ??
-        uint(`${ff}.fileOffset`, fr.fileOffset) ??
-        (fr.symbol === undefined ? undefined : str(`${ff}.symbol`, fr.symbol, LIMITS.symbolChars)) ??
-        (fr.offset === undefined ? undefined : uint(`${ff}.offset`, fr.offset)) ??
-        str(`${ff}.unresolvedReason`, fr.unresolvedReason, LIMITS.unresolvedReasonChars);
-      if (fErr !== undefined) return fErr;
-    }
+    if (VALID_FRAMES.has(s.frames)) continue; // checked by the decoder when first seen
+    const fErr = validateFrames(s.frames);
+    if (fErr !== undefined) return `samples[${i}].${fErr}`;
   }
   for (let i = 0; i < b.binaries.length; i++) {
     const bin = b.binaries[i];
