@@ -4,6 +4,7 @@ import { invocation } from "./action.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
 import { registerAgent } from "./commands/agent.ts";
 import { registerAttest } from "./commands/attest.ts";
+import { registerDelta } from "./commands/delta.ts";
 import { registerFuncproof } from "./commands/funcproof.ts";
 import { registerKeygen } from "./commands/keygen.ts";
 import { registerScan } from "./commands/scan.ts";
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerKeygen(program);
   registerAgent(program);
   registerVex(program);
+  registerDelta(program);
   return program;
 }
 
