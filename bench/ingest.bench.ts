@@ -16,6 +16,7 @@ import { encodedSize, STREAM_STACKS_PATH } from "../proto/evidence.ts";
 import type { StackBatch__Output } from "../proto/evidence.ts";
 import { IngestServer } from "../operator/ingest/server.ts";
 import { encodeBatch } from "../operator/ingest/wal.ts";
+import { tabulate } from "../proto/frame-table.ts";
 import { RecordingIndex } from "../operator/ingest/testing/ingest-process.ts";
 import { createHotSymbolIndex } from "../operator/index/hot-symbols.ts";
 import { ImageBinaries, withFoldObservers } from "../operator/index/image-binaries.ts";
@@ -39,7 +40,12 @@ const BATCHES = Number(values.batches);
  */
 async function client(port: number): Promise<void> {
   const shape = values.shape as Shape;
-  const payloads = Array.from({ length: BATCHES }, (_, b) => encodeBatch(makeBatch(b, shape)));
+  const payloads = Array.from({ length: BATCHES }, (_, b) => {
+    const batch = makeBatch(b, shape);
+    // As the agent's shipper sends it: frames in the batch's frame table.
+    const t = tabulate(batch.samples ?? []);
+    return encodeBatch({ ...batch, samples: t.samples, frames: t.frames });
+  });
   const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const call = c.makeBidiStreamRequest(
     STREAM_STACKS_PATH,

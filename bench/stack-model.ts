@@ -1,6 +1,8 @@
 // A model of what agents send, shared by the ingest and hot-index benches: 2,000 sample records per batch,
-// 20 frames each (a shared root chain, then Zipf-picked functions: a few hot, a long tail) from ~5,000 symbols
-// in 20 BuildIDs; 50 pods of 10 images on 10 nodes; counts 1–3.
+// 20 frames each (a shared root chain, then Zipf-picked functions: a few hot, a long tail) from 5,000 symbols
+// in 20 BuildIDs of 250 functions; an image's stacks run through its own binary (60% of frames), a shared
+// libc (25%) and one of nine libraries (15%); 50 pods of 10 images on 10 nodes; counts 1–3; samples in the
+// agent's order (count descending, then attribution).
 //   - "steady": each image's stacks drawn (Zipf) from its own pool of 2,000 distinct stacks (20,000 in all), so
 //     they recur batch after batch, as in a long-running service;
 //   - "churn": every record a stack never seen before, only its frames recur (measured on this machine with
@@ -30,21 +32,28 @@ function zipf(n: number): number {
 
 const buildIds = Array.from({ length: BUILD_IDS }, (_, i) => i.toString(16).padStart(2, "0").repeat(20));
 export const symbols = Array.from({ length: SYMBOLS }, (_, i) => `_ZN5stella${i}process_requestEv_${i}`);
-/** Each symbol lives in one BuildID, at one place. */
+/** Symbol s lives in BuildID floor(s / 250), at one place. */
 const frameOf = (s: number): Frame => ({
   kind: "KIND_NATIVE",
-  buildId: buildIds[s % BUILD_IDS] ?? "",
+  buildId: buildIds[Math.floor(s / 250)] ?? "",
   fileOffset: 0x1000 + s * 64 + 16,
   symbol: symbols[s] ?? "",
   offset: 16,
 });
-function newStack(): Frame[] {
+/** A stack of image `image`: Zipf-picked functions of its binary (image), libc (10) or a library (11..19). */
+function newStack(image: number): Frame[] {
   const frames: Frame[] = [];
-  for (let i = 0; i < FRAMES - 2; i++) frames.push(frameOf(2 + zipf(SYMBOLS - 2)));
-  frames.push(frameOf(1), frameOf(0));
+  for (let i = 0; i < FRAMES - 2; i++) {
+    const u = rand();
+    const binary = u < 0.6 ? image : u < 0.85 ? 10 : 11 + (image % 9);
+    frames.push(frameOf(binary * 250 + 2 + zipf(248)));
+  }
+  frames.push(frameOf(image * 250 + 1), frameOf(image * 250)); // main, _start
   return frames;
 }
-const stacks: Frame[][] = Array.from({ length: IMAGES * STACKS_PER_IMAGE }, newStack);
+const stacks: Frame[][] = Array.from({ length: IMAGES * STACKS_PER_IMAGE }, (_, i) =>
+  newStack(Math.floor(i / STACKS_PER_IMAGE)),
+);
 const pods = Array.from({ length: PODS }, (_, i) => ({
   image: i % IMAGES,
   attribution: {
@@ -67,10 +76,15 @@ export function makeBatch(i: number, shape: Shape): StackBatch {
     const p = pods[Math.floor(rand() * PODS) % PODS] as (typeof pods)[number];
     samples.push({
       ...p.attribution,
-      frames: shape === "steady" ? stacks[p.image * STACKS_PER_IMAGE + zipf(STACKS_PER_IMAGE)] : newStack(),
+      frames:
+        shape === "steady" ? stacks[p.image * STACKS_PER_IMAGE + zipf(STACKS_PER_IMAGE)] : newStack(p.image),
       count: 1 + Math.floor(rand() * 3),
     });
   }
+  // The agent's order: count descending, then attribution.
+  samples.sort(
+    (a, b) => Number(b.count) - Number(a.count) || (a.container ?? "").localeCompare(b.container ?? ""),
+  );
   return {
     node,
     agentId: `${node}/0123456789ab`,

@@ -13,10 +13,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { StellaError } from "../../core/errors.ts";
 import { encodedSize, IngestClient } from "../../proto/evidence.ts";
+import { tabulate } from "../../proto/frame-table.ts";
+import type { Binary, Sample } from "../../proto/evidence.ts";
 import type { Ack__Output, IngestClient as IngestClientType, StackBatch } from "../../proto/evidence.ts";
 import { Backoff, DEFAULT_BACKOFF } from "./backoff.ts";
 import type { BackoffOptions } from "./backoff.ts";
-import { splitBody } from "./split.ts";
+import { sampleCountOf, splitBody } from "./split.ts";
 import type { ShipBody } from "./split.ts";
 
 export type { ShipBody } from "./split.ts";
@@ -342,6 +344,14 @@ export class Shipper {
   enqueue(body: ShipBody): number[] {
     if (this.#closing) throw new StellaError("SHIPPER_CLOSED", "shipper is shut down");
     const o = this.#o;
+    // Frames go in the batch's frame table (docs/wire.md). The common case: the whole body fits in one message.
+    const whole = tabulated(this.#header(0, body, body.droppedSamples), body.samples, body.binaries);
+    const wholeBytes = encodedSize({ ...whole, seq: Number.MAX_SAFE_INTEGER });
+    if (wholeBytes <= o.maxMessageBytes) {
+      return this.#buffer([{ batch: whole, bytes: wholeBytes, sampleCount: sampleCountOf(body.samples) }]);
+    }
+    // Too large: pieces are cut by their inline size, which the table form does not exceed but for degenerate
+    // frames (a 1-byte frame behind a 3-byte index): such a piece goes inline.
     const split = splitBody(o.node, this.agentId, body, o.maxMessageBytes);
     if (split.oversizeSamples > 0 || split.oversizeBinaries > 0) {
       this.#stats.oversizeSamples += split.oversizeSamples;
@@ -356,22 +366,42 @@ export class Shipper {
         "dropped stacks or binaries larger than the message limit",
       );
     }
+    return this.#buffer(
+      split.pieces.map((piece) => {
+        const inline = {
+          ...this.#header(0, body, piece.droppedSamples),
+          samples: piece.samples,
+          binaries: piece.binaries,
+        };
+        const batch = tabulated(inline, piece.samples, piece.binaries);
+        const bytes = encodedSize({ ...batch, seq: Number.MAX_SAFE_INTEGER });
+        return bytes <= o.maxMessageBytes
+          ? { batch, bytes, sampleCount: piece.sampleCount }
+          : { batch: inline, bytes: piece.sizeBound ?? encodedSize(inline), sampleCount: piece.sampleCount };
+      }),
+    );
+  }
+
+  /** The batch fields other than samples, binaries and frames. */
+  #header(seq: number, body: ShipBody, droppedSamples: number): Entry["batch"] {
+    return {
+      node: this.#o.node,
+      agentId: this.agentId,
+      seq,
+      window: body.window,
+      hz: body.hz,
+      droppedSamples,
+    };
+  }
+
+  /** Gives each batch the next seq and holds it (bytes: its encoded size, measured with the largest seq). */
+  #buffer(batches: { batch: Entry["batch"]; bytes: number; sampleCount: number }[]): number[] {
     const seqs: number[] = [];
-    for (const piece of split.pieces) {
+    for (const { batch, bytes, sampleCount } of batches) {
       const seq = this.#nextSeq++;
-      const batch: Entry["batch"] = {
-        node: o.node,
-        agentId: this.agentId,
-        seq,
-        window: body.window,
-        samples: piece.samples,
-        binaries: piece.binaries,
-        hz: body.hz,
-        droppedSamples: piece.droppedSamples,
-      };
-      const bytes = piece.sizeBound ?? encodedSize(batch);
+      batch.seq = seq;
       this.#makeRoom(bytes);
-      this.#entries.set(seq, { batch, bytes, sampleCount: piece.sampleCount, writes: 0 });
+      this.#entries.set(seq, { batch, bytes, sampleCount, writes: 0 });
       this.#stats.bufferBytes += bytes;
       this.#stats.enqueued++;
       seqs.push(seq);
@@ -603,4 +633,10 @@ export class Shipper {
       log.error(fields, "ingest stream failed; reconnecting");
     }
   }
+}
+
+/** A batch with `samples` in frame-table form. */
+function tabulated(header: Entry["batch"], samples: Sample[], binaries: Binary[]): Entry["batch"] {
+  const t = tabulate(samples);
+  return { ...header, samples: t.samples, frames: t.frames, binaries };
 }

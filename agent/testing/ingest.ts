@@ -1,8 +1,10 @@
 // A real gRPC Ingest server on 127.0.0.1 for tests that need the batches themselves (the durable
-// server in agent/ship/testing/ logs only summaries): it keeps every StackBatch and acks it at once.
+// server in agent/ship/testing/ logs only summaries): it keeps every StackBatch (its frame table resolved into
+// each sample's frames) and acks it at once.
 import * as grpc from "@grpc/grpc-js";
 
 import { ingestService, type IngestHandlers, type StackBatch__Output } from "../../proto/evidence.ts";
+import { expandFrameTable } from "../../proto/frame-table.ts";
 
 export interface CollectingIngest {
   port: number;
@@ -16,7 +18,7 @@ export async function startCollectingIngest(): Promise<CollectingIngest> {
   const handlers: IngestHandlers = {
     StreamStacks(call) {
       call.on("data", (b: StackBatch__Output) => {
-        batches.push(b);
+        batches.push(expandFrameTable(b));
         call.write({ seq: b.seq });
       });
       call.on("end", () => {

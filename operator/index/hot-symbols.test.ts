@@ -29,6 +29,7 @@ function sample(
     containerName: "web",
     frames: frames.map((f) => (typeof f === "string" ? native(f) : f)),
     count,
+    frameIds: [],
   };
 }
 
@@ -43,6 +44,7 @@ function batch(endMs: number, samples: Sample__Output[], node = "node-a"): Stack
     binaries: [],
     hz: 99,
     droppedSamples: 0,
+    frames: [],
   };
 }
 

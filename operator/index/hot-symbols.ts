@@ -4,14 +4,15 @@
 // time b and belongs to a query window [since, until) iff since <= b < until (prune drops b < beforeMs).
 //   - per bucket, per (stack, image): an entry with the stack's samples, counts by pod ("namespace/name") and
 //     by node, and the cells of the stack's symbols (each symbol once, however often it recurses);
-//   - per key (imageDigest, buildId, symbol), per bucket: a cell with the samples of every stack through the
-//     symbol and the list of those stack entries (where top stacks, pods and nodes are read at query time);
+//   - per key (imageDigest, buildId, symbol), per bucket: a cell listing the entries of the stacks through the
+//     symbol: its samples, first/last seen, top stacks, pods and nodes are theirs, summed at query time;
 //   - per bucket, per imageDigest: all samples (the CPU-share base);
 //   - per BuildID: samples, last seen, the most recent 64 pods and nodes, and the executable sections the
 //     agent sent (to map file offsets to vaddrs for the namer).
 // Why this shape: a stack recurs in every batch of every agent, so once its entry exists in a bucket, folding
-// one more sample is a few additions (entry, then each of its ~20 cells) with no per-frame lookups. A stack's
-// frames are resolved to names once (cached by the decoder's shared, frozen frames array, see decode.ts).
+// one more sample touches that entry only (not its ~20 cells, scattered in memory), with no per-frame lookups.
+// A stack's frames are resolved to names once (cached by the decoder's shared, frozen frames array, see
+// decode.ts).
 //
 // Memory bound. stats.approxBytes <= maxBytes (default 1 GiB) after every batch: the oldest buckets are dropped
 // first (the retention shortens under pressure; stats.evictedBuckets); when only the bucket being folded is left
@@ -173,6 +174,9 @@ interface Resolved {
   readonly buildIds: readonly string[];
   /** Layout epoch it was named in, when some native frame stayed unnamed (a later layout may name it). */
   readonly epoch: number | undefined;
+  /** The BuildID records of buildIds, valid while recordsEpoch is the index's. */
+  records: BuildIdRecord[] | undefined;
+  recordsEpoch: number;
   /** The entries of this stack in `bucket` (a cache of bucket.entries.get(stack)). */
   bucket: Bucket | undefined;
   entries: Entry[] | undefined;
@@ -194,6 +198,11 @@ interface BuildIdRecord {
   /** Place → stamp of its last sample; the oldest stamp goes beyond MAX_BUILD_ID_PLACES. */
   pods: Map<string, number>;
   nodes: Map<string, number>;
+  /** The last pod and node stamped, and with which window end: a repeat needs no map lookup. */
+  lastPod: string;
+  lastPodEnd: number;
+  lastNode: string;
+  lastNodeEnd: number;
 }
 
 interface Layout {
@@ -249,6 +258,8 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
   readonly #buckets = new Map<number, Bucket>();
   readonly #buildIds = new Map<string, BuildIdRecord>();
   readonly #layouts = new Map<string, Layout>();
+  /** Bumped when a BuildID record is dropped: Resolved.records made before then may hold it. */
+  #recordsEpoch = 0;
   /** Bumped when a layout arrives or changes: stacks with unnamed frames are named again. */
   #layoutEpoch = 0;
   /** Frozen frames arrays (shared by the decoder across samples and batches) → their resolution. */
@@ -320,7 +331,25 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
 
       const r = this.#resolve(sample.frames);
       const pod = sample.pod === "" ? "" : this.#podKey(sample);
-      for (const id of r.buildIds) this.#touchBuildId(id, count, end, pod, node);
+      if (r.records === undefined || r.recordsEpoch !== this.#recordsEpoch) {
+        r.records = r.buildIds.map((id) => this.#buildIdRecord(id, end));
+        r.recordsEpoch = this.#recordsEpoch;
+      }
+      for (const rec of r.records) {
+        rec.samples += count;
+        if (end > rec.lastSeenMs) rec.lastSeenMs = end;
+        // Samples come sorted by count, then container (the agent's order): runs of one pod skip the lookup.
+        if (pod !== "" && (pod !== rec.lastPod || end !== rec.lastPodEnd)) {
+          this.#recent(rec.pods, pod, end);
+          rec.lastPod = pod;
+          rec.lastPodEnd = end;
+        }
+        if (node !== "" && (node !== rec.lastNode || end !== rec.lastNodeEnd)) {
+          this.#recent(rec.nodes, node, end);
+          rec.lastNode = node;
+          rec.lastNodeEnd = end;
+        }
+      }
       if (r.bucket !== bucket) {
         r.bucket = bucket;
         r.entries = bucket.entries.get(r.identity);
@@ -447,6 +476,7 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     this.#keyCount = 0;
     this.#buckets.clear();
     this.#buildIds.clear();
+    this.#recordsEpoch++;
     this.#layouts.clear();
     this.#resolved = new WeakMap();
     this.#frameNames = new WeakMap();
@@ -531,6 +561,8 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       keys,
       buildIds,
       epoch: unnamed ? this.#layoutEpoch : undefined,
+      records: undefined,
+      recordsEpoch: 0,
       bucket: undefined,
       entries: undefined,
     };
@@ -787,7 +819,8 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     this.#structBytes -= KEY_BYTES;
   }
 
-  #touchBuildId(buildId: string, count: number, end: number, pod: string, node: string): void {
+  /** The record of `buildId`, made when missing (evicting the least recently seen beyond maxBuildIds). */
+  #buildIdRecord(buildId: string, end: number): BuildIdRecord {
     let r = this.#buildIds.get(buildId);
     if (!r) {
       if (this.#buildIds.size >= this.#maxBuildIds) {
@@ -796,14 +829,20 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
         for (const e of this.#buildIds) if (!victim || e[1].lastSeenMs < victim[1].lastSeenMs) victim = e;
         if (victim) this.#dropBuildId(victim[0], victim[1]);
       }
-      r = { samples: 0, lastSeenMs: end, pods: new Map(), nodes: new Map() };
+      r = {
+        samples: 0,
+        lastSeenMs: end,
+        pods: new Map(),
+        nodes: new Map(),
+        lastPod: "",
+        lastPodEnd: 0,
+        lastNode: "",
+        lastNodeEnd: 0,
+      };
       this.#buildIds.set(this.#pool.acquire(buildId), r);
       this.#structBytes += BUILD_ID_BYTES;
     }
-    r.samples += count;
-    if (end > r.lastSeenMs) r.lastSeenMs = end;
-    if (pod !== "") this.#recent(r.pods, pod, end);
-    if (node !== "") this.#recent(r.nodes, node, end);
+    return r;
   }
 
   /** The MAX_BUILD_ID_PLACES most recently seen places (by window end; ties: the greatest name goes). */
@@ -832,6 +871,7 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
   }
 
   #dropBuildId(id: string, r: BuildIdRecord): void {
+    this.#recordsEpoch++; // stacks holding this record look theirs up again
     for (const p of r.pods.keys()) this.#pool.release(p);
     for (const n of r.nodes.keys()) this.#pool.release(n);
     this.#structBytes -= BUILD_ID_BYTES + (r.pods.size + r.nodes.size) * MAP_ENTRY_BYTES;

@@ -111,6 +111,7 @@ describe("FuncProofNamer with real binaries", () => {
       window: { startUnixMs: T, endUnixMs: T + 10_000 },
       hz: 99,
       droppedSamples: 0,
+      frames: [],
       samples: [
         {
           container: "c".repeat(64),
@@ -120,6 +121,7 @@ describe("FuncProofNamer with real binaries", () => {
           containerName: "web",
           frames: [frame("stella_hot"), frame("stella_mid"), frame("main")],
           count,
+          frameIds: [],
         },
       ],
       binaries: withBinary ? [{ buildId, path: "/app/workload", sections: [text] }] : [],

@@ -3,6 +3,8 @@ import { test } from "node:test";
 import { ingestService } from "../../proto/evidence.ts";
 import type { StackBatch } from "../../proto/evidence.ts";
 import { decodeStackBatch } from "./decode.ts";
+import { validateBatch } from "./validate.ts";
+import { expandFrameTable, tabulate } from "../../proto/frame-table.ts";
 import { encodeBatch } from "./wal.ts";
 import { binary, decodedBatch, sample } from "../../proto/testing/batches.ts";
 
@@ -83,4 +85,33 @@ test("frames split by another field (no encoder does it, the format allows it) a
   assert.deepEqual(decoded, reference(bytes));
   assert.equal(decoded.samples[0]!.frames.length, 4);
   assert.equal(decoded.samples[0]!.count, 2);
+});
+
+test("a frame table batch decodes to the same batch as its inline form, stacks shared", () => {
+  const b = decodedBatch(11);
+  const samples = [...b.samples, { ...b.samples[0]!, pod: "twin", count: 4 }];
+  const inline = encodeBatch({ ...b, samples });
+  const t = tabulate(samples);
+  assert.ok(t.frames.length < samples.reduce((n, s) => n + (s.frames?.length ?? 0), 0), "frames shared");
+  const tabled = encodeBatch({ ...b, samples: t.samples, frames: t.frames });
+  assert.ok(tabled.length < inline.length);
+  const decoded = decodeStackBatch(tabled);
+  assert.deepEqual(decoded, decodeStackBatch(inline));
+  assert.deepEqual(decoded, expandFrameTable(reference(tabled)));
+  assert.equal(decoded.samples[0]!.frames, decoded.samples.at(-1)!.frames, "one frozen array per stack");
+  assert.equal(validateBatch(decoded), undefined);
+});
+
+test("frame table: an index outside the table, or both forms in one sample, is refused with the field", () => {
+  const b = decodedBatch(12);
+  const t = tabulate(b.samples);
+  const outside = t.samples.map((s, i) => (i === 1 ? { ...s, frameIds: [0, t.frames.length + 5] } : s));
+  const out = decodeStackBatch(encodeBatch({ ...b, samples: outside, frames: t.frames }));
+  assert.equal(
+    validateBatch(out),
+    `samples[1].frameIds[1]: ${t.frames.length + 5}, limit < ${t.frames.length} (frames in the table)`,
+  );
+  const both = t.samples.map((s, i) => (i === 0 ? { ...s, frames: b.samples[0]!.frames } : s));
+  const twice = decodeStackBatch(encodeBatch({ ...b, samples: both, frames: t.frames }));
+  assert.equal(validateBatch(twice), "samples[0]: both frames and frameIds, limit one of them");
 });

@@ -11,7 +11,7 @@
 // processes); attribution strings once per distinct attribution. The caches are bounded by key characters.
 import { crc32 } from "node:zlib";
 import { StellaError } from "../../core/errors.ts";
-import { LIMITS, markValidFrames, validateFrame } from "./validate.ts";
+import { LIMITS, markInvalid, markValidFrames, validateFrame } from "./validate.ts";
 import type {
   Binary__Output,
   Frame__Output,
@@ -133,7 +133,87 @@ interface Attribution {
 /** ~20,000 distinct stacks of ~1.5 KiB, ~64 MiB of keys at most; attribution spans are ~200 bytes. */
 const stacks = new ByteSpanCache<Frame__Output[]>(64 * 1024 * 1024);
 /** Frames recur far more than whole stacks (a function is on many stacks): ~80 bytes each. */
-const frames = new SpanCache<Frame__Output>(16 * 1024 * 1024);
+const frames = new SpanCache<CachedFrame>(16 * 1024 * 1024);
+
+/** A distinct (valid, frozen) frame and its serial number: stacks of table frames are keyed by serials. */
+interface CachedFrame {
+  readonly frame: Frame__Output;
+  readonly serial: number;
+}
+let nextSerial = 1;
+
+/**
+ * Frame-table stacks (Sample.frame_ids) by the serials of their frames: samples with the same frames share
+ * one frozen array, as inline stacks with equal bytes do. Two generations of at most 100,000 stacks each.
+ */
+class SerialStackCache {
+  static readonly MAX = 100_000;
+  #young = new Map<number, { serials: number[]; frames: Frame__Output[] }[]>();
+  #old = new Map<number, { serials: number[]; frames: Frame__Output[] }[]>();
+  #count = 0;
+
+  static hash(serials: readonly number[]): number {
+    let h = 0x811c9dc5;
+    for (const s of serials) h = Math.imul(h ^ s, 16777619);
+    return h;
+  }
+
+  get(h: number, serials: readonly number[]): Frame__Output[] | undefined {
+    const hit = findSerials(this.#young.get(h), serials);
+    if (hit) return hit.frames;
+    const old = findSerials(this.#old.get(h), serials);
+    if (old) this.#add(h, old);
+    return old?.frames;
+  }
+
+  set(h: number, serials: number[], frames: Frame__Output[]): void {
+    this.#add(h, { serials, frames });
+  }
+
+  #add(h: number, slot: { serials: number[]; frames: Frame__Output[] }): void {
+    if (++this.#count > SerialStackCache.MAX) {
+      this.#old = this.#young;
+      this.#young = new Map();
+      this.#count = 1;
+    }
+    const chain = this.#young.get(h);
+    if (chain) chain.push(slot);
+    else this.#young.set(h, [slot]);
+  }
+}
+
+function findSerials(
+  chain: { serials: number[]; frames: Frame__Output[] }[] | undefined,
+  serials: readonly number[],
+): { serials: number[]; frames: Frame__Output[] } | undefined {
+  if (!chain) return undefined;
+  outer: for (const slot of chain) {
+    if (slot.serials.length !== serials.length) continue;
+    for (let i = 0; i < serials.length; i++) if (slot.serials[i] !== serials[i]) continue outer;
+    return slot;
+  }
+  return undefined;
+}
+
+const tableStacks = new SerialStackCache();
+
+/** One frame by its bytes [r.pos, e): the cached frozen frame, or decoded (and cached when valid; serial 0 if not). */
+function cachedFrame(r: Reader, e: number): CachedFrame {
+  const buf = r.buf;
+  const fKey = e - r.pos <= MAX_KEY_CHARS ? buf.toString("latin1", r.pos, e) : undefined;
+  const hit = fKey === undefined ? undefined : frames.get(fKey);
+  if (hit) {
+    r.pos = e;
+    return hit;
+  }
+  const fr = frame(r, e);
+  if (r.pos !== e) bad("nested message overruns its length");
+  if (fKey === undefined || validateFrame(fr, "") !== undefined) return { frame: fr, serial: 0 };
+  const c = { frame: Object.freeze(fr), serial: nextSerial++ };
+  markValidFrames(fr);
+  frames.set(fKey, c);
+  return c;
+}
 const attributions = new SpanCache<Attribution>(8 * 1024 * 1024);
 
 const KINDS = ["KIND_UNSPECIFIED", "KIND_NATIVE", "KIND_JIT", "KIND_KERNEL", "KIND_UNRESOLVED"] as const;
@@ -274,7 +354,7 @@ function frame(r: Reader, end: number): Frame__Output {
   return fr;
 }
 
-function sampleOf(r: Reader, end: number): Sample__Output {
+function sampleOf(r: Reader, end: number, ctx: TableContext): Sample__Output {
   const s: Sample__Output = {
     container: "",
     pod: "",
@@ -283,6 +363,7 @@ function sampleOf(r: Reader, end: number): Sample__Output {
     containerName: "",
     frames: [],
     count: 0,
+    frameIds: [],
   };
   const buf = r.buf;
   const first = buf[r.pos];
@@ -329,9 +410,24 @@ function sampleOf(r: Reader, end: number): Sample__Output {
         expect(wt, 0, "samples.count");
         s.count = r.varint();
         break;
+      case 8:
+        if (wt === 2) {
+          // Packed (what every encoder writes for proto3 repeated scalars).
+          const e = r.end();
+          while (r.pos < e) ids.push(r.varint() % TWO_32);
+          if (r.pos !== e) bad("packed frameIds overrun their length");
+        } else {
+          expect(wt, 0, "samples.frameIds");
+          ids.push(r.varint() % TWO_32);
+        }
+        break;
       default:
         r.skip(wt);
     }
+  }
+  if (ids.length > 0) {
+    resolveIds(s, ctx);
+    ids.length = 0;
   }
   return s;
 }
@@ -346,10 +442,21 @@ function attribution(r: Reader, end: number, s: Sample__Output): void {
     p = r.end();
   }
   r.pos = start;
+  // The agent sends samples ordered by count, then attribution: most repeat the previous sample's bytes.
+  if (last && last.buf === buf && last.end - last.start === p - start) {
+    if (buf.compare(buf, last.start, last.end, start, p) === 0) {
+      assign(s, last.value);
+      last.start = start;
+      last.end = p;
+      r.pos = p;
+      return;
+    }
+  }
   const key = p - start <= MAX_KEY_CHARS ? buf.toString("latin1", start, p) : undefined;
   const hit = key === undefined ? undefined : attributions.get(key);
   if (hit) {
-    Object.assign(s, hit);
+    assign(s, hit);
+    last = { buf, start, end: p, value: hit };
     r.pos = p;
     return;
   }
@@ -364,8 +471,21 @@ function attribution(r: Reader, end: number, s: Sample__Output): void {
   }
   if (key !== undefined) {
     const { container, pod, namespace, imageDigest, containerName } = s;
-    attributions.set(key, { container, pod, namespace, imageDigest, containerName });
+    const value = { container, pod, namespace, imageDigest, containerName };
+    attributions.set(key, value);
+    last = { buf, start, end: p, value };
   }
+}
+
+/** The previous sample's attribution bytes (in the message being decoded) and value. */
+let last: { buf: Buffer; start: number; end: number; value: Attribution } | undefined;
+
+function assign(s: Sample__Output, a: Attribution): void {
+  s.container = a.container;
+  s.pod = a.pod;
+  s.namespace = a.namespace;
+  s.imageDigest = a.imageDigest;
+  s.containerName = a.containerName;
 }
 
 /**
@@ -394,19 +514,9 @@ function framesRun(r: Reader, tagStart: number, end: number): Frame__Output[] {
   let valid = true;
   for (;;) {
     const e = r.end();
-    const fKey = e - r.pos <= MAX_KEY_CHARS ? buf.toString("latin1", r.pos, e) : undefined;
-    let fr = fKey === undefined ? undefined : frames.get(fKey);
-    if (fr) r.pos = e;
-    else {
-      fr = frame(r, e);
-      if (r.pos !== e) bad("nested message overruns its length");
-      if (validateFrame(fr, "") !== undefined) valid = false;
-      else if (fKey !== undefined) {
-        frames.set(fKey, Object.freeze(fr));
-        markValidFrames(fr);
-      }
-    }
-    run.push(fr);
+    const c = cachedFrame(r, e);
+    if (c.serial === 0) valid = false;
+    run.push(c.frame);
     if (r.pos >= p) break;
     r.pos++; // the next frame's tag byte
   }
@@ -453,6 +563,14 @@ function binaryOf(r: Reader, end: number): Binary__Output {
 
 /** Decodes one StackBatch from its protobuf bytes. Throws StellaError PROTO_DECODE on malformed input. */
 export function decodeStackBatch(buf: Buffer): StackBatch__Output {
+  try {
+    return decodeBatchFields(buf);
+  } finally {
+    last = undefined; // holds the message's buffer
+  }
+}
+
+function decodeBatchFields(buf: Buffer): StackBatch__Output {
   const r = new Reader(buf);
   const b: StackBatch__Output = {
     node: "",
@@ -463,8 +581,22 @@ export function decodeStackBatch(buf: Buffer): StackBatch__Output {
     binaries: [],
     hz: 0,
     droppedSamples: 0,
+    frames: [],
   };
   const end = buf.length;
+  // The frame table (field 9) is written after the samples; read it first so samples resolve as they come.
+  const table: CachedFrame[] = [];
+  while (r.pos < end) {
+    const tag = r.varint();
+    if (tag === ((9 << 3) | 2)) {
+      if (table.length >= LIMITS.tableFrames) bad(`frames: more than ${LIMITS.tableFrames} in the table`);
+      const e = r.end();
+      table.push(cachedFrame(r, e));
+    } else r.skip(tag & 7);
+  }
+  if (r.pos !== end) bad("truncated message");
+  r.pos = 0;
+  const ctx: TableContext = { batch: b, table, sample: 0 };
   while (r.pos < end) {
     const tag = r.varint();
     const wt = tag & 7;
@@ -491,7 +623,8 @@ export function decodeStackBatch(buf: Buffer): StackBatch__Output {
       case 5: {
         expect(wt, 2, "samples");
         const e = r.end();
-        b.samples.push(sampleOf(r, e));
+        ctx.sample = b.samples.length;
+        b.samples.push(sampleOf(r, e, ctx));
         if (r.pos !== e) bad("nested message overruns its length");
         break;
       }
@@ -510,10 +643,64 @@ export function decodeStackBatch(buf: Buffer): StackBatch__Output {
         expect(wt, 0, "droppedSamples");
         b.droppedSamples = r.varint();
         break;
+      case 9:
+        expect(wt, 2, "frames");
+        r.pos = r.end(); // read in the first pass
+        break;
       default:
         r.skip(wt);
     }
   }
   if (r.pos !== end) bad("truncated message");
   return b;
+}
+
+/** Frame indices of the sample being decoded (one array, reused: no garbage per sample). */
+const ids: number[] = [];
+const serials: number[] = [];
+
+/** Where samples' frame indices point: the batch's table (decoded first), and the sample's place. */
+interface TableContext {
+  readonly batch: StackBatch__Output;
+  readonly table: readonly CachedFrame[];
+  sample: number;
+}
+
+/**
+ * A sample's frame indices (in `ids`) → its frames from the batch's table, shared with every sample with the
+ * same frames. An index outside the table, or a sample with both forms, marks the batch for validateBatch
+ * to refuse.
+ */
+function resolveIds(s: Sample__Output, ctx: TableContext): void {
+  const i = ctx.sample;
+  if (s.frames.length > 0) {
+    markInvalid(ctx.batch, `samples[${i}]: both frames and frameIds, limit one of them`);
+    return;
+  }
+  const table = ctx.table;
+  serials.length = 0;
+  let cacheable = ids.length <= LIMITS.frames;
+  for (let j = 0; j < ids.length; j++) {
+    const c = table[ids[j] ?? -1];
+    if (!c) {
+      markInvalid(
+        ctx.batch,
+        `samples[${i}].frameIds[${j}]: ${ids[j]}, limit < ${table.length} (frames in the table)`,
+      );
+      return;
+    }
+    if (c.serial === 0) cacheable = false;
+    serials.push(c.serial);
+  }
+  const h = SerialStackCache.hash(serials);
+  let run = cacheable ? tableStacks.get(h, serials) : undefined;
+  if (!run) {
+    run = ids.map((id) => (table[id] as CachedFrame).frame);
+    if (cacheable) {
+      Object.freeze(run);
+      markValidFrames(run);
+      tableStacks.set(h, [...serials], run);
+    }
+  }
+  s.frames = run;
 }

@@ -23,6 +23,8 @@ export const LIMITS = {
   binaries: 10_000,
   sectionsPerBinary: 256,
   sectionNameChars: 256,
+  /** Frames in a batch's frame table. */
+  tableFrames: 1_000_000,
   /** Sum of counts in one batch. */
   totalCount: 1e9,
   hz: 1_000_000,
@@ -59,6 +61,13 @@ function buildId(field: string, value: string): string | undefined {
     str(field, value, LIMITS.buildIdHexChars) ??
     (isHex(value) ? undefined : `${field}: not lower-case hex, limit [0-9a-f]`)
   );
+}
+
+/** Batches the decoder found unacceptable (a frame index outside the table...), and why. */
+const INVALID = new WeakMap<StackBatch__Output, string>();
+
+export function markInvalid(b: StackBatch__Output, reason: string): void {
+  INVALID.set(b, reason);
 }
 
 /** Frames arrays and frames the decoder validated (and froze): shared by every sample with the same bytes. */
@@ -109,6 +118,8 @@ function attributionOk(s: StackBatch__Output["samples"][number]): boolean {
 
 /** undefined when the batch is acceptable, else why not (field, value, limit). */
 export function validateBatch(b: StackBatch__Output): string | undefined {
+  const decoded = INVALID.get(b);
+  if (decoded !== undefined) return decoded;
   if (b.agentId === "") return "agentId: empty, limit 1..253 chars";
   if (b.node === "") return "node: empty, limit 1..253 chars";
   const head =

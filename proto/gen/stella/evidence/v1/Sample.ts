@@ -22,10 +22,15 @@ export interface Sample {
    */
   'containerName'?: (string);
   /**
-   * Leaf first: frames[0] is the sampled instruction.
+   * Leaf first: frames[0] is the sampled instruction. Inline frames: agents before the frame table (the
+   * operator still reads them); a sample has either frames or frame_ids, not both.
    */
   'frames'?: (_stella_evidence_v1_Frame)[];
   'count'?: (number | string | Long);
+  /**
+   * Leaf first: indices into StackBatch.frames.
+   */
+  'frameIds'?: (number)[];
 }
 
 /**
@@ -47,8 +52,13 @@ export interface Sample__Output {
    */
   'containerName': (string);
   /**
-   * Leaf first: frames[0] is the sampled instruction.
+   * Leaf first: frames[0] is the sampled instruction. Inline frames: agents before the frame table (the
+   * operator still reads them); a sample has either frames or frame_ids, not both.
    */
   'frames': (_stella_evidence_v1_Frame__Output)[];
   'count': (number);
+  /**
+   * Leaf first: indices into StackBatch.frames.
+   */
+  'frameIds': (number)[];
 }

@@ -3,6 +3,7 @@
 import type { Window as _stella_evidence_v1_Window, Window__Output as _stella_evidence_v1_Window__Output } from '../../../stella/evidence/v1/Window.ts';
 import type { Sample as _stella_evidence_v1_Sample, Sample__Output as _stella_evidence_v1_Sample__Output } from '../../../stella/evidence/v1/Sample.ts';
 import type { Binary as _stella_evidence_v1_Binary, Binary__Output as _stella_evidence_v1_Binary__Output } from '../../../stella/evidence/v1/Binary.ts';
+import type { Frame as _stella_evidence_v1_Frame, Frame__Output as _stella_evidence_v1_Frame__Output } from '../../../stella/evidence/v1/Frame.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StackBatch {
@@ -32,6 +33,11 @@ export interface StackBatch {
    * Samples the agent could not attribute or resolve at all in this window (dropped before sending).
    */
   'droppedSamples'?: (number | string | Long);
+  /**
+   * The batch's frame table: each distinct frame once, referenced by Sample.frame_ids (a function is on many
+   * stacks, so this is ~5x smaller than frames inline, and the operator decodes each distinct frame once).
+   */
+  'frames'?: (_stella_evidence_v1_Frame)[];
 }
 
 export interface StackBatch__Output {
@@ -61,4 +67,9 @@ export interface StackBatch__Output {
    * Samples the agent could not attribute or resolve at all in this window (dropped before sending).
    */
   'droppedSamples': (number);
+  /**
+   * The batch's frame table: each distinct frame once, referenced by Sample.frame_ids (a function is on many
+   * stacks, so this is ~5x smaller than frames inline, and the operator decodes each distinct frame once).
+   */
+  'frames': (_stella_evidence_v1_Frame__Output)[];
 }
