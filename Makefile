@@ -46,6 +46,9 @@ bench: build
 	node bench/disasm.bench.ts
 	node bench/symbolize.bench.ts
 	node --expose-gc bench/agent-memory.bench.ts
+	node --expose-gc bench/hot-index.bench.ts
+	node bench/ingest.bench.ts
+	node bench/delta.bench.ts
 
 # Root: bpftrace and perf sample the whole machine; keep it otherwise idle while this runs (~2 min).
 .PHONY: bench-agent

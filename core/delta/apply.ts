@@ -1,9 +1,9 @@
 /**
- * applyDelta: rebuilds the target and returns it only once everything is verified: the base's size
- * and digest, every COPY chunk run against the base's recomputed CDC chunks (index, length, digest of the
- * SHA-256 ids),
- * every range and ADD size (parseDelta), and finally the result's digest. applyDeltaFile writes
- * through a temporary file in the output's directory and renames only on success.
+ * applyDelta: rebuilds the target and returns it only once everything is verified: the base's size,
+ * every COPY chunk run against the base's recomputed CDC chunks (index, length, digest of the SHA-256 ids),
+ * every range and ADD size (parseDelta), and finally the result's digest; the base's digest when any of that
+ * fails (to say "wrong base"). applyDeltaFile writes through a temporary file in the output's directory and
+ * renames only on success.
  */
 import { createHash, hash, randomBytes } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +11,7 @@ import { basename, dirname, join } from "node:path";
 
 import { cdcBoundaries } from "./cdc.ts";
 import { DeltaError } from "./errors.ts";
-import { type ParseLimits, parseDelta, PREDICT_X86_REL32, unzstd } from "./format.ts";
+import { type ParseLimits, type ParsedDelta, parseDelta, PREDICT_X86_REL32, unzstd } from "./format.ts";
 import { elfLayout, opsOffsetMap, predict } from "./rel32.ts";
 
 export interface ApplyOptions extends ParseLimits {
@@ -29,6 +29,15 @@ function hex(d: Uint8Array): string {
 
 /** The target rebuilt from `base` and delta.bin bytes `bin`; throws DeltaError on any mismatch. */
 export function applyDelta(base: Uint8Array, bin: Uint8Array, opts: ApplyOptions = {}): Uint8Array {
+  return applyParsed(base, bin, opts).out;
+}
+
+/** applyDelta, also handing back the parsed delta (its header holds the verified target digest). */
+function applyParsed(
+  base: Uint8Array,
+  bin: Uint8Array,
+  opts: ApplyOptions,
+): { out: Uint8Array; d: ParsedDelta } {
   const name = opts.name ?? "delta.bin";
   const d = parseDelta(bin, name, opts);
   if (base.length !== d.baseSize) {
@@ -37,14 +46,25 @@ export function applyDelta(base: Uint8Array, bin: Uint8Array, opts: ApplyOptions
       `${name}: base_size: base is ${base.length} bytes, delta expects ${d.baseSize}`,
     );
   }
-  const baseSha = sha256(base);
-  if (!baseSha.equals(d.baseSha256)) {
-    throw new DeltaError(
-      "DELTA_BASE_MISMATCH",
-      `${name}: base_digest: base is sha256:${baseSha.toString("hex")}, delta expects sha256:${hex(d.baseSha256)}`,
-    );
+  // The base's digest is checked only when something fails: a wrong base then gets the error that says so.
+  // On success it is implied: every copied chunk is rehashed and the result's digest is checked, so a base
+  // that is not the delta's cannot produce the promised target (one SHA-256 pass fewer, ~20% of apply).
+  try {
+    return { out: rebuild(base, d, name), d };
+  } catch (err) {
+    const baseSha = sha256(base);
+    if (!baseSha.equals(d.baseSha256)) {
+      throw new DeltaError(
+        "DELTA_BASE_MISMATCH",
+        `${name}: base_digest: base is sha256:${baseSha.toString("hex")}, delta expects sha256:${hex(d.baseSha256)}`,
+        { cause: err },
+      );
+    }
+    throw err;
   }
+}
 
+function rebuild(base: Uint8Array, d: ParsedDelta, name: string): Uint8Array {
   // COPY chunk: the base's own chunking must produce the run [index, index+count) with that length
   // and digest of ids: every chunk is rehashed. (A flat digest, not the Merkle root: one hash per run
   // instead of two per chunk, which cost ~20% of apply time on 100 MB.)
@@ -148,7 +168,10 @@ export function applyDeltaFile(
       throw new DeltaError("DELTA_IO", `${p}: cannot read (${(err as Error).message})`, { cause: err });
     }
   };
-  const out = applyDelta(read(basePath), read(deltaBinPath), { ...opts, name: opts.name ?? deltaBinPath });
+  const { out, d } = applyParsed(read(basePath), read(deltaBinPath), {
+    ...opts,
+    name: opts.name ?? deltaBinPath,
+  });
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
     writeFileSync(tmp, out, { flag: "wx" });
@@ -157,5 +180,6 @@ export function applyDeltaFile(
     rmSync(tmp, { force: true });
     throw new DeltaError("DELTA_IO", `${outPath}: cannot write (${(err as Error).message})`, { cause: err });
   }
-  return `sha256:${sha256(out).toString("hex")}`;
+  // applyDelta checked the result against the header's target digest.
+  return `sha256:${hex(d.targetSha256)}`;
 }
