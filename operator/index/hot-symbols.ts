@@ -118,9 +118,12 @@ interface Entry {
   count: number;
   firstSeenMs: number;
   lastSeenMs: number;
-  /** "namespace/name" → samples (host processes left out). */
-  readonly pods: Map<string, number>;
-  readonly nodes: Map<string, number>;
+  /** "namespace/name" of pods it ran in (host processes left out), and nodes. */
+  readonly pods: Set<string>;
+  readonly nodes: Set<string>;
+  /** The last pod and node added: runs of one pod (the agent's order) skip the set lookup. */
+  lastPod: string;
+  lastNode: string;
   /** The cells of the stack's symbols in this bucket (each once). */
   readonly cells: Cell[];
 }
@@ -135,8 +138,8 @@ interface Cell {
   firstSeenMs: number;
   lastSeenMs: number;
   /** Pods and nodes of overflow stacks, made when first needed. */
-  pods: Map<string, number> | undefined;
-  nodes: Map<string, number> | undefined;
+  pods: Set<string> | undefined;
+  nodes: Set<string> | undefined;
 }
 
 interface Key {
@@ -366,8 +369,14 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       entry.count += count;
       if (end > entry.lastSeenMs) entry.lastSeenMs = end;
       else if (end < entry.firstSeenMs) entry.firstSeenMs = end;
-      if (pod !== "") this.#countIn(entry.pods, pod, count);
-      if (node !== "") this.#countIn(entry.nodes, node, count);
+      if (pod !== entry.lastPod && pod !== "") {
+        this.#addPlace(entry.pods, pod);
+        entry.lastPod = pod;
+      }
+      if (node !== entry.lastNode && node !== "") {
+        this.#addPlace(entry.nodes, node);
+        entry.lastNode = node;
+      }
     }
     // The byte budget: the oldest buckets go first, never the one just folded into.
     while (this.#structBytes + this.#pool.bytes > this.#maxBytes) {
@@ -644,8 +653,10 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       count: 0,
       firstSeenMs: end,
       lastSeenMs: end,
-      pods: new Map(),
-      nodes: new Map(),
+      pods: new Set(),
+      nodes: new Set(),
+      lastPod: "",
+      lastNode: "",
       cells: [],
     };
     for (const k of r.keys) {
@@ -691,17 +702,17 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
       cell.samples += count;
       if (pod !== "") {
         if (!cell.pods) {
-          cell.pods = new Map();
+          cell.pods = new Set();
           this.#structBytes += MAP_BYTES;
         }
-        this.#countIn(cell.pods, pod, count);
+        this.#addPlace(cell.pods, pod);
       }
       if (node !== "") {
         if (!cell.nodes) {
-          cell.nodes = new Map();
+          cell.nodes = new Set();
           this.#structBytes += MAP_BYTES;
         }
-        this.#countIn(cell.nodes, node, count);
+        this.#addPlace(cell.nodes, node);
       }
     }
   }
@@ -879,13 +890,11 @@ export class HotSymbolIndexImpl implements HotSymbolIndex {
     this.#pool.release(id);
   }
 
-  #countIn(m: Map<string, number>, s: string, count: number): void {
-    const c = m.get(s);
-    if (c !== undefined) m.set(s, c + count);
-    else if (m.size < this.#maxPods) {
-      m.set(this.#pool.acquire(s), count);
-      this.#structBytes += MAP_ENTRY_BYTES;
-    }
+  /** Adds a pod or node to a bounded set (maxPodsPerCell; samples beyond still count elsewhere). */
+  #addPlace(set: Set<string>, s: string): void {
+    if (set.has(s) || set.size >= this.#maxPods) return;
+    set.add(this.#pool.acquire(s));
+    this.#structBytes += MAP_ENTRY_BYTES;
   }
 }
 

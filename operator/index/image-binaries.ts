@@ -11,13 +11,16 @@ const MAX_BUILD_IDS_PER_IMAGE = 1_024;
 export class ImageBinaries implements FoldObserver {
   readonly #byImage = new Map<string, Set<string>>();
   /** Frames arrays (the decoder shares one per distinct stack) already added, by image: skipped next time. */
-  #seen = new WeakMap<readonly Frame__Output[], Set<string>>();
+  #seen = new WeakMap<readonly Frame__Output[], { last: string; images: Set<string> }>();
 
   observe(batch: StackBatch__Output): void {
     for (const s of batch.samples) {
       if (s.imageDigest === "") continue;
       let seen = this.#seen.get(s.frames);
-      if (seen?.has(s.imageDigest) === true) continue;
+      if (seen !== undefined && (seen.last === s.imageDigest || seen.images.has(s.imageDigest))) {
+        seen.last = s.imageDigest;
+        continue;
+      }
       let set = this.#byImage.get(s.imageDigest);
       if (!set) {
         if (this.#byImage.size >= MAX_IMAGES) {
@@ -34,10 +37,11 @@ export class ImageBinaries implements FoldObserver {
           set.add(f.buildId);
       if (Object.isFrozen(s.frames)) {
         if (!seen) {
-          seen = new Set();
+          seen = { last: s.imageDigest, images: new Set() };
           this.#seen.set(s.frames, seen);
         }
-        seen.add(s.imageDigest);
+        seen.images.add(s.imageDigest);
+        seen.last = s.imageDigest;
       }
     }
   }
