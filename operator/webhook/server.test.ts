@@ -124,12 +124,10 @@ test("malformed, oversized, wrong path: refused with a status that says why; han
   // The server answers 413 and drops the connection; the client may see the answer or the reset first.
   const refused = server.stats.refused;
   const handled = seen.length;
-  const big = await post(JSON.stringify({ pad: "x".repeat(100 * 1024) })).catch(
-    (e: NodeJS.ErrnoException) => {
-      assert.match(e.code ?? "", /^(ECONNRESET|EPIPE)$/);
-      return { status: 413, json: {}, cert: "" };
-    },
-  );
+  const big = await post(JSON.stringify({ pad: "x".repeat(100 * 1024) })).catch((e: unknown) => {
+    assert.match((e as NodeJS.ErrnoException).code ?? "", /^(ECONNRESET|EPIPE)$/);
+    return { status: 413, json: {}, cert: "" };
+  });
   assert.equal(big.status, 413);
   assert.equal(server.stats.refused, refused + 1, "counted as refused");
   assert.equal(seen.length, handled, "never reached the handler");
