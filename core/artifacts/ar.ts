@@ -5,8 +5,8 @@
  * long names through the `//` table) are decoded; BSD `#1/len` names too. A member that runs past the
  * end of the file, a bad header terminator or a non-numeric size is refused.
  */
-import { ByteSourceError, FileByteSource } from "../io/byte-source.ts";
-import { ArtifactError } from "./common.ts";
+import type { FileByteSource } from "../io/byte-source.ts";
+import { ArtifactError, openFileReader } from "./common.ts";
 
 export interface ArMember {
   name: string;
@@ -35,28 +35,7 @@ export class ArReader {
   }
 
   static open(file: string, name = file): ArReader {
-    let src: FileByteSource;
-    try {
-      src = new FileByteSource(file, name);
-    } catch (cause) {
-      throw new ArtifactError("ARTIFACT_IO", `${name}: ${(cause as Error).message}`, { cause });
-    }
-    try {
-      return new ArReader(src, name);
-    } catch (err) {
-      src.close();
-      if (err instanceof ByteSourceError) {
-        throw new ArtifactError("ARTIFACT_MALFORMED", `${name}: ${err.message}`, { cause: err });
-      }
-      if (
-        !(err instanceof ArtifactError) &&
-        err instanceof Error &&
-        typeof (err as NodeJS.ErrnoException).code === "string"
-      ) {
-        throw new ArtifactError("ARTIFACT_IO", `${name}: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
+    return openFileReader(file, name, (src) => new ArReader(src, name));
   }
 
   close(): void {

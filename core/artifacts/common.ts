@@ -7,7 +7,7 @@ import { createReadStream } from "node:fs";
 import { posix } from "node:path";
 
 import { StellaError } from "../errors.ts";
-import { type ByteSource, FileByteSource } from "../io/byte-source.ts";
+import { type ByteSource, ByteSourceError, FileByteSource } from "../io/byte-source.ts";
 
 export type ArtifactKind = "elf" | "directory" | "oci-layout" | "docker-archive" | "oci-archive";
 
@@ -415,4 +415,34 @@ export function selectCandidate<T>(cands: readonly Candidate<T>[], ctx: Context,
     `${where}: no image for ${formatPlatform(ctx.platform)}; ` +
       (all.length ? `available: ${all.map(describe).join(", ")}` : "it lists no images"),
   );
+}
+
+/**
+ * Opens `file` as a byte source and hands it to `make` (a reader's constructor, which indexes it); I/O errors
+ * become ARTIFACT_IO and byte-source range errors ARTIFACT_MALFORMED, naming `name`. The source is closed if
+ * `make` throws.
+ */
+export function openFileReader<T>(file: string, name: string, make: (src: FileByteSource) => T): T {
+  let src: FileByteSource;
+  try {
+    src = new FileByteSource(file, name);
+  } catch (cause) {
+    throw new ArtifactError("ARTIFACT_IO", `${name}: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    return make(src);
+  } catch (err) {
+    src.close();
+    if (err instanceof ByteSourceError) {
+      throw new ArtifactError("ARTIFACT_MALFORMED", `${name}: ${err.message}`, { cause: err });
+    }
+    if (
+      !(err instanceof ArtifactError) &&
+      err instanceof Error &&
+      typeof (err as NodeJS.ErrnoException).code === "string"
+    ) {
+      throw new ArtifactError("ARTIFACT_IO", `${name}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
 }

@@ -13,8 +13,8 @@
 import { createHash } from "node:crypto";
 import { crc32, inflateRawSync } from "node:zlib";
 
-import { ByteSourceError, FileByteSource } from "../io/byte-source.ts";
-import { ArtifactError } from "./common.ts";
+import type { FileByteSource } from "../io/byte-source.ts";
+import { ArtifactError, openFileReader } from "./common.ts";
 
 export interface ZipMember {
   /** As stored in the central directory (`META-INF/MANIFEST.MF`, `dir/`). */
@@ -95,28 +95,7 @@ export class ZipReader {
 
   /** Opens and indexes `file`; close() releases it. */
   static open(file: string, opts?: ZipOptions, name = file): ZipReader {
-    let src: FileByteSource;
-    try {
-      src = new FileByteSource(file, name);
-    } catch (cause) {
-      throw new ArtifactError("ARTIFACT_IO", `${name}: ${(cause as Error).message}`, { cause });
-    }
-    try {
-      return new ZipReader(src, name, opts);
-    } catch (err) {
-      src.close();
-      if (err instanceof ByteSourceError) {
-        throw new ArtifactError("ARTIFACT_MALFORMED", `${name}: ${err.message}`, { cause: err });
-      }
-      if (
-        !(err instanceof ArtifactError) &&
-        err instanceof Error &&
-        typeof (err as NodeJS.ErrnoException).code === "string"
-      ) {
-        throw new ArtifactError("ARTIFACT_IO", `${name}: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
+    return openFileReader(file, name, (src) => new ZipReader(src, name, opts));
   }
 
   close(): void {

@@ -261,12 +261,23 @@ function keyed(fns: FuncProofFunction[]): Map<string, FuncProofFunction> {
   return out;
 }
 
-function compareFunctions(
-  base: FuncProofFunction[],
-  target: FuncProofFunction[],
-): { added: string[]; removed: string[]; modified: string[]; relocated: number } {
-  const b = keyed(base);
-  const t = keyed(target);
+function compareFunctions(base: FuncProofFunction[], target: FuncProofFunction[]): FunctionComparison {
+  return compareKeyedFunctions(keyed(base), keyed(target));
+}
+
+export interface FunctionComparison {
+  added: string[];
+  removed: string[];
+  modified: string[];
+  /** Functions whose bytes differ only in masked PC-relative targets (they moved). */
+  relocated: number;
+}
+
+/** Two sides' functions by key (name, or name@version) compared; the lists sorted. */
+export function compareKeyedFunctions(
+  b: ReadonlyMap<string, FuncProofFunction>,
+  t: ReadonlyMap<string, FuncProofFunction>,
+): FunctionComparison {
   const added: string[] = [];
   const removed: string[] = [];
   const modified: string[] = [];

@@ -9,7 +9,14 @@ import { createHash } from "node:crypto";
 
 import { type CdcParams, chunk, DEFAULT_CDC, validateCdcParams } from "./cdc.ts";
 import { DeltaError } from "./errors.ts";
-import { type ChunkRef, type DeltaOp, encodeDelta, LIT_DICT_BASE, PREDICT_X86_REL32 } from "./format.ts";
+import {
+  type ChunkRef,
+  countOps,
+  type DeltaOp,
+  encodeDelta,
+  LIT_DICT_BASE,
+  PREDICT_X86_REL32,
+} from "./format.ts";
 import { elfLayout, isX86Elf, opsOffsetMap, predict } from "./rel32.ts";
 import { buildIndex, type MatchIndex, matchRegion } from "./match.ts";
 
@@ -333,35 +340,11 @@ export function createDelta(
   );
 
   const summary: DeltaSummary = {
-    copyChunkOps: 0,
-    copiedChunks: 0,
-    copyRangeOps: 0,
-    addOps: 0,
-    addRelOps: 0,
-    copiedBytes: 0,
-    addedBytes: 0,
-    addRelBytes: 0,
+    ...countOps(ob.ops, table),
     changedBytes: changed,
     addedBytesCompressed: enc.literalCompressedSize + enc.diffCompressedSize,
     codec: "zstd",
   };
-  for (const o of ob.ops) {
-    if (o.op === "copy-chunk") {
-      summary.copyChunkOps++;
-      summary.copiedBytes += table[o.chunk]?.length ?? 0;
-      summary.copiedChunks += table[o.chunk]?.count ?? 0;
-    } else if (o.op === "copy-range") {
-      summary.copyRangeOps++;
-      summary.copiedBytes += o.length;
-    } else {
-      summary.addOps++;
-      summary.addedBytes += o.length;
-      if (o.op === "add-rel") {
-        summary.addRelOps++;
-        summary.addRelBytes += o.length;
-      }
-    }
-  }
   return {
     bin: enc.bin,
     summary,

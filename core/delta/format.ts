@@ -42,6 +42,55 @@ export interface ChunkRef {
   length: number;
 }
 
+/** What an op stream copies and adds, counted (the delta summary and the manifest's `ops` share it). */
+export interface OpCounts {
+  copyChunkOps: number;
+  copiedChunks: number;
+  copyRangeOps: number;
+  addOps: number;
+  addRelOps: number;
+  copiedBytes: number;
+  addedBytes: number;
+  addRelBytes: number;
+}
+
+export function countOps(ops: readonly DeltaOp[], chunks: readonly ChunkRef[]): OpCounts {
+  const n: OpCounts = {
+    copyChunkOps: 0,
+    copiedChunks: 0,
+    copyRangeOps: 0,
+    addOps: 0,
+    addRelOps: 0,
+    copiedBytes: 0,
+    addedBytes: 0,
+    addRelBytes: 0,
+  };
+  for (const op of ops) {
+    switch (op.op) {
+      case "copy-chunk":
+        n.copyChunkOps++;
+        n.copiedChunks += chunks[op.chunk]?.count ?? 0;
+        n.copiedBytes += chunks[op.chunk]?.length ?? 0;
+        break;
+      case "copy-range":
+        n.copyRangeOps++;
+        n.copiedBytes += op.length;
+        break;
+      case "add":
+        n.addOps++;
+        n.addedBytes += op.length;
+        break;
+      case "add-rel":
+        n.addOps++;
+        n.addRelOps++;
+        n.addedBytes += op.length;
+        n.addRelBytes += op.length;
+        break;
+    }
+  }
+  return n;
+}
+
 export interface DeltaModel {
   cdc: CdcParams;
   zstdLevel: number;

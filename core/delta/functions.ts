@@ -20,7 +20,7 @@ import { isElfHead } from "../artifacts/common.ts";
 import { decompressBuffer } from "../artifacts/decompress.ts";
 import { listTarBuffer } from "../artifacts/tar-list.ts";
 import { ZipReader } from "../artifacts/zip.ts";
-import { binaryDiff } from "../binarydiff/binarydiff.ts";
+import { binaryDiff, compareKeyedFunctions, type FunctionComparison } from "../binarydiff/binarydiff.ts";
 import { SHN_LORESERVE, STT_FUNC, STT_GNU_IFUNC } from "../elf/constants.ts";
 import { ElfFile } from "../elf/elf-file.ts";
 import { readSymbols } from "../elf/symbols.ts";
@@ -242,12 +242,7 @@ function exportedNames(elf: ElfFile): Set<string> {
 }
 
 /** One side stripped: compare the exported functions only, keyed by name without version. */
-function compareExported(pair: ElfPair): {
-  added: string[];
-  removed: string[];
-  modified: string[];
-  relocated: number;
-} {
+function compareExported(pair: ElfPair): FunctionComparison {
   const side = (f: ArtifactFile): Map<string, FuncProofFunction> =>
     withElf(f, (elf, src) => {
       const exported = exportedNames(elf);
@@ -256,26 +251,7 @@ function compareExported(pair: ElfPair): {
       for (const fn of proof.functions) if (exported.has(fn.sym) && !out.has(fn.sym)) out.set(fn.sym, fn);
       return out;
     });
-  const b = side(pair.base);
-  const t = side(pair.target);
-  const added: string[] = [];
-  const removed: string[] = [];
-  const modified: string[] = [];
-  let relocated = 0;
-  for (const [k, ft] of t) {
-    const fb = b.get(k);
-    if (fb === undefined) added.push(k);
-    else {
-      const same =
-        fb.normSha256 !== undefined && ft.normSha256 !== undefined
-          ? fb.normSha256 === ft.normSha256
-          : fb.sha256 === ft.sha256;
-      if (!same) modified.push(k);
-      else if (fb.sha256 !== ft.sha256) relocated++;
-    }
-  }
-  for (const k of b.keys()) if (!t.has(k)) removed.push(k);
-  return { added: added.sort(), removed: removed.sort(), modified: modified.sort(), relocated };
+  return compareKeyedFunctions(side(pair.base), side(pair.target));
 }
 
 interface PairResult {

@@ -17,7 +17,7 @@ import { StellaError } from "../errors.ts";
 import { attestationInputs, entropyInputs, provenanceInputs, type TrustedKey } from "../risk/inputs.ts";
 import { parseScoreInputs, type AttestationInputs, type ScoreInputs } from "../risk/score.ts";
 import { type ChangedChunk, createDelta, type DeltaParams, type DeltaSummary } from "./create.ts";
-import { type ParsedDelta, parseDelta } from "./format.ts";
+import { countOps, type ParsedDelta, parseDelta } from "./format.ts";
 import { functionsChanged, type FunctionsChanged } from "./functions.ts";
 import { diffEntries, type DeltaArtifactType, type DeltaInput, type PackageRef } from "./inputs.ts";
 import { materialsDelta, type MaterialsDelta } from "./materials.ts";
@@ -173,45 +173,13 @@ export function changedTargetBytes(parsed: ParsedDelta, target: Uint8Array): Uin
 /** The ops summary recomputed from a parsed delta.bin (what the manifest's `ops` must say). */
 export function summaryOf(parsed: ParsedDelta): DeltaManifest["ops"] {
   const s: DeltaManifest["ops"] = {
-    copyChunkOps: 0,
-    copiedChunks: 0,
-    copyRangeOps: 0,
-    addOps: 0,
-    addRelOps: 0,
-    copiedBytes: 0,
-    addedBytes: 0,
-    addRelBytes: 0,
+    ...countOps(parsed.ops, parsed.chunks),
     changedBytes: parsed.literalRawSize,
     addedBytesCompressed: parsed.sizes.literal + parsed.sizes.diff,
     codec: "zstd",
     opCount: parsed.ops.length,
     chunkTableEntries: parsed.chunks.length,
   };
-  for (const op of parsed.ops) {
-    switch (op.op) {
-      case "copy-chunk": {
-        const c = parsed.chunks[op.chunk];
-        s.copyChunkOps++;
-        s.copiedChunks += c?.count ?? 0;
-        s.copiedBytes += c?.length ?? 0;
-        break;
-      }
-      case "copy-range":
-        s.copyRangeOps++;
-        s.copiedBytes += op.length;
-        break;
-      case "add":
-        s.addOps++;
-        s.addedBytes += op.length;
-        break;
-      case "add-rel":
-        s.addOps++;
-        s.addRelOps++;
-        s.addedBytes += op.length;
-        s.addRelBytes += op.length;
-        break;
-    }
-  }
   for (const b of parsed.diff) if (b !== 0) s.changedBytes++;
   return s;
 }
