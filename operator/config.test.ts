@@ -36,6 +36,16 @@ describe("operator config", () => {
       ingestTlsCertFile: "",
       ingestTlsKeyFile: "",
       ingestClientCaFile: "",
+      webhookEnabled: false,
+      webhookCertMode: "self-signed",
+      webhookTlsSecret: "stella-webhook-tls",
+      webhookService: "stella-webhook",
+      webhookConfiguration: "stella-rollout-gate",
+      webhookCertDir: "/etc/stella/webhook-tls",
+      webhookCertExtraSans: "",
+      clusterDomain: "cluster.local",
+      riskPolicyFile: "",
+      hotnessWindowSeconds: 3600,
     });
     assert.deepEqual(resolveConfig(), c);
     assert.ok(Object.isFrozen(DEFAULT_CONFIG));

@@ -11,8 +11,13 @@
  * `--lease-name`, `--lease-duration-seconds`, `--renew-deadline-seconds`, `--retry-period-seconds`,
  * `--metrics-addr` (alias `--metrics-bind-address`; "0" disables), `--health-addr` (alias
  * `--health-probe-bind-address`), `--trusted-keys-secret`, `--workers`, `--log-level`,
- * `--shutdown-timeout-seconds`, `--signing-key-file`. Both `--flag value` and `--flag=value` work.
+ * `--shutdown-timeout-seconds`, `--signing-key-file`, `--wal-dir`, `--ingest-tls-*`, `--webhook-enabled`,
+ * `--webhook-cert-mode`, `--webhook-tls-secret`, `--webhook-service`, `--webhook-configuration`,
+ * `--webhook-cert-dir`, `--webhook-cert-extra-sans`, `--cluster-domain`, `--risk-policy-file`,
+ * `--hotness-window-seconds`. Both `--flag value` and `--flag=value` work.
  */
+import { isIP } from "node:net";
+
 import { StellaError } from "../core/errors.ts";
 import type { LevelWithSilent } from "pino";
 import { LOG_LEVELS } from "../core/service/log.ts";
@@ -53,6 +58,30 @@ export interface OperatorConfig {
   ingestTlsKeyFile: string;
   /** PEM CA bundle of agent client certificates; set = mTLS (agents without a valid certificate are refused). */
   ingestClientCaFile: string;
+  /** Serve the rollout-gating admission webhook on `webhookAddr` (the chart sets it with webhook.enabled). */
+  webhookEnabled: boolean;
+  /**
+   * Where the webhook's serving certificate comes from: "self-signed" (the operator keeps a CA and certificate in
+   * `webhookTlsSecret`, renews them and patches the caBundle of `webhookConfiguration`) or "cert-manager" (it
+   * reads tls.crt/tls.key from `webhookCertDir`, a mounted Secret that cert-manager fills, and reloads on change).
+   */
+  webhookCertMode: "self-signed" | "cert-manager";
+  /** Secret (in `namespace`) holding the webhook's serving certificate. */
+  webhookTlsSecret: string;
+  /** Service in front of the webhook: its DNS names go into the self-signed certificate. */
+  webhookService: string;
+  /** ValidatingWebhookConfiguration whose caBundle the operator patches in self-signed mode. */
+  webhookConfiguration: string;
+  /** Directory with tls.crt and tls.key (cert-manager mode). */
+  webhookCertDir: string;
+  /** Extra subject alternative names (comma-separated DNS names or IPs) for the self-signed certificate. */
+  webhookCertExtraSans: string;
+  /** Cluster DNS domain, for the certificate's fully qualified Service name. */
+  clusterDomain: string;
+  /** policy.yaml (docs/delta-risk.md) for delta_risk weights and thresholds; "" = the built-in defaults. */
+  riskPolicyFile: string;
+  /** How far back the agents' samples count when the webhook weighs changed functions by hotness (seconds). */
+  hotnessWindowSeconds: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
@@ -76,6 +105,16 @@ export const DEFAULT_CONFIG: Readonly<OperatorConfig> = Object.freeze({
   ingestTlsCertFile: "",
   ingestTlsKeyFile: "",
   ingestClientCaFile: "",
+  webhookEnabled: false,
+  webhookCertMode: "self-signed",
+  webhookTlsSecret: "stella-webhook-tls",
+  webhookService: "stella-webhook",
+  webhookConfiguration: "stella-rollout-gate",
+  webhookCertDir: "/etc/stella/webhook-tls",
+  webhookCertExtraSans: "",
+  clusterDomain: "cluster.local",
+  riskPolicyFile: "",
+  hotnessWindowSeconds: 3600,
 });
 
 export class ConfigError extends StellaError<"INVALID_CONFIG"> {
@@ -139,6 +178,28 @@ const FIELDS: { readonly [K in keyof OperatorConfig]: FieldSpec } = {
     kind: "string",
     env: "STELLA_INGEST_CLIENT_CA_FILE",
     flags: ["ingest-client-ca-file"],
+  },
+  webhookEnabled: { kind: "bool", env: "STELLA_WEBHOOK_ENABLED", flags: ["webhook-enabled"] },
+  webhookCertMode: { kind: "string", env: "STELLA_WEBHOOK_CERT_MODE", flags: ["webhook-cert-mode"] },
+  webhookTlsSecret: { kind: "string", env: "STELLA_WEBHOOK_TLS_SECRET", flags: ["webhook-tls-secret"] },
+  webhookService: { kind: "string", env: "STELLA_WEBHOOK_SERVICE", flags: ["webhook-service"] },
+  webhookConfiguration: {
+    kind: "string",
+    env: "STELLA_WEBHOOK_CONFIGURATION",
+    flags: ["webhook-configuration"],
+  },
+  webhookCertDir: { kind: "string", env: "STELLA_WEBHOOK_CERT_DIR", flags: ["webhook-cert-dir"] },
+  webhookCertExtraSans: {
+    kind: "string",
+    env: "STELLA_WEBHOOK_CERT_EXTRA_SANS",
+    flags: ["webhook-cert-extra-sans"],
+  },
+  clusterDomain: { kind: "string", env: "STELLA_CLUSTER_DOMAIN", flags: ["cluster-domain"] },
+  riskPolicyFile: { kind: "string", env: "STELLA_RISK_POLICY_FILE", flags: ["risk-policy-file"] },
+  hotnessWindowSeconds: {
+    kind: "int",
+    env: "STELLA_HOTNESS_WINDOW_SECONDS",
+    flags: ["hotness-window-seconds"],
   },
 };
 
@@ -224,6 +285,9 @@ function checkField(field: keyof OperatorConfig, value: unknown): string | undef
     if (typeof value !== "number" || !Number.isSafeInteger(value)) return "must be an integer";
     if (field === "workers") return value >= 1 && value <= 64 ? undefined : "must be between 1 and 64";
     if (field === "shutdownTimeoutSeconds") return value >= 0 && value <= 3600 ? undefined : "must be 0…3600";
+    if (field === "hotnessWindowSeconds") {
+      return value >= 60 && value <= 7 * 86400 ? undefined : "must be between 60 and 604800 seconds";
+    }
     return value >= 1 && value <= 3600 ? undefined : "must be between 1 and 3600 seconds";
   }
   if (typeof value !== "string") return "must be a string";
@@ -234,12 +298,25 @@ function checkField(field: keyof OperatorConfig, value: unknown): string | undef
         : "must be a DNS-1123 label (a Namespace name)";
     case "leaseName":
     case "trustedKeysSecret":
+    case "webhookTlsSecret":
+    case "webhookConfiguration":
+    case "clusterDomain":
       return value.length <= 253 && DNS_SUBDOMAIN.test(value)
         ? undefined
         : "must be a DNS-1123 subdomain (an object name)";
     case "metricsAddr":
       if (value === "0") return undefined;
       return addressProblem(value);
+    case "webhookService":
+      return value.length <= 63 && DNS_LABEL.test(value) ? undefined : "must be a DNS-1123 label (a Service name)";
+    case "webhookCertMode":
+      return value === "self-signed" || value === "cert-manager"
+        ? undefined
+        : "must be self-signed or cert-manager";
+    case "webhookCertExtraSans":
+      return value.split(",").every((s) => s.trim() === "" || DNS_SUBDOMAIN.test(s.trim()) || isIP(s.trim()) !== 0)
+        ? undefined
+        : "must be comma-separated DNS names or IP addresses";
     case "healthAddr":
     case "ingestAddr":
     case "webhookAddr":

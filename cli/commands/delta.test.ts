@@ -20,7 +20,7 @@ import {
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 
-import { parse } from "yaml";
+import { parseAllDocuments } from "yaml";
 
 import { debFile, run, workDir } from "../../core/artifacts/test-packages.ts";
 import { prngBytes } from "../../core/delta/test-helpers.ts";
@@ -888,6 +888,7 @@ describe("stella delta: the seed's test matrix", () => {
         p("ed.key"),
         "--emit-cr",
         p("imgd.yaml"),
+        "--rollback",
       ),
     );
     assert.equal(c.artifact_type, "oci-layout");
@@ -910,10 +911,20 @@ describe("stella delta: the seed's test matrix", () => {
     );
 
     // The DeltaAttestation resource conforms to the CRD and names the images by their manifest digests.
-    const cr = parse(readFileSync(p("imgd.yaml"), "utf8")) as {
+    interface Cr {
       kind: string;
-      spec: { baseDigest: string; targetDigest: string; materialsDelta: { added: { name: string }[] } };
-    };
+      metadata: { name: string };
+      spec: {
+        baseDigest: string;
+        targetDigest: string;
+        materialsDelta: { added: { name: string }[]; removed: { name: string }[] };
+        envelope: { payload: string };
+        rollbackOf?: { name: string };
+      };
+    }
+    const docs = parseAllDocuments(readFileSync(p("imgd.yaml"), "utf8")).map((d) => d.toJS() as Cr);
+    assert.equal(docs.length, 2, "the forward delta and its rollback");
+    const [cr, rb] = docs as [Cr, Cr];
     assert.deepEqual(validateStructural(rootSchema(deltaAttestation), cr), []);
     assert.equal(cr.kind, "DeltaAttestation");
     assert.deepEqual(
@@ -924,6 +935,21 @@ describe("stella delta: the seed's test matrix", () => {
       cr.spec.materialsDelta.added.map((x) => x.name),
       ["libssl3"],
     );
+    // The rollback goes target → base, names the forward resource and carries the signed rollback attestation.
+    assert.deepEqual(validateStructural(rootSchema(deltaAttestation), rb), []);
+    assert.deepEqual(
+      [rb.spec.baseDigest, rb.spec.targetDigest, rb.spec.rollbackOf?.name],
+      [m.image_digests.target, m.image_digests.base, cr.metadata.name],
+    );
+    assert.notEqual(rb.metadata.name, cr.metadata.name);
+    assert.deepEqual(
+      rb.spec.materialsDelta.removed.map((x) => x.name),
+      ["libssl3"],
+    );
+    const rbStatement = JSON.parse(Buffer.from(rb.spec.envelope.payload, "base64").toString("utf8")) as {
+      predicateType: string;
+    };
+    assert.equal(rbStatement.predicateType, "stellaops.delta-rollback.v1");
 
     const out = p("img-target.tar");
     const ap = await stella("delta", "apply", "--base", baseLayout, "--delta", p("imgd"), "--out", out);

@@ -22,6 +22,11 @@ import { canonicalJson } from "../../core/canonical-json.ts";
 import type { ParsedDelta } from "../../core/delta/index.ts";
 import type { DeltaInput } from "../../core/delta/inputs.ts";
 import type { DeltaManifest, EvidenceDocument } from "../../core/delta/manifest.ts";
+import {
+  deltaAttestationResource,
+  rollbackAttestationResource,
+  type DeltaAttestationDoc,
+} from "../../core/delta/resource.ts";
 import type { ManifestRef } from "../../core/delta/rollback.ts";
 import type { Envelope } from "../../core/dsse/envelope.ts";
 import type { PublicKey } from "../../core/dsse/keys.ts";
@@ -319,94 +324,6 @@ function clearStale(dir: string, keep: ReadonlySet<string>): void {
   }
 }
 
-// The DeltaAttestation API (crds/schema/deltaattestation.ts); the CLI imports core only, so spelled out here.
-const DELTA_CR_API_VERSION = "evidence.stella-ops.org/v1alpha1";
-/** The CRD's limits: inline payload, listed names and materials. */
-const MAX_CR_PAYLOAD_CHARS = 1_400_000;
-const MAX_CR_NAMES = 64;
-const MAX_CR_MATERIALS = 256;
-
-/**
- * A DeltaAttestation resource (cluster-scoped) for `kubectl apply`: the digests (image digests for
- * images, what the admission webhook sees), the ops and function summaries, the materials, integer
- * score inputs and the signed envelope. The operator re-verifies the envelope and computes the risk.
- */
-export function deltaAttestationResource(m: DeltaManifest, env: Envelope): Record<string, unknown> {
-  if (env.payload.length > MAX_CR_PAYLOAD_CHARS) {
-    throw new StellaError(
-      "DELTA_CR_TOO_LARGE",
-      `--emit-cr: the signed manifest is ${env.payload.length} base64 characters, over the DeltaAttestation limit of ${MAX_CR_PAYLOAD_CHARS}`,
-    );
-  }
-  const images = m.image_digests;
-  const [base, target] =
-    images?.base !== undefined && images.target !== undefined
-      ? [images.base, images.target]
-      : [m.base_digest, m.target_digest];
-  const material = (p: { name: string; version: string; digest?: string }): Record<string, string> => ({
-    name: p.name,
-    version: p.version,
-    ...(p.digest !== undefined && /^sha256:[0-9a-f]{64}$/.test(p.digest) ? { digest: p.digest } : {}),
-  });
-  const si = m.score_inputs;
-  const rank = { absent: 0, "present-unverified": 1, unverified: 1, verified: 2 } as const;
-  const scoreInputs: Record<string, number> = {
-    slsaProvenance: rank[si.provenance.slsaProvenance],
-    dsseValid: si.provenance.dsseValid ? 1 : 0,
-    transparencyLog: rank[si.provenance.transparencyLog],
-    copiedBytes: si.entropy.copiedBytes,
-    addedBytes: si.entropy.addedBytes,
-    targetBytes: si.entropy.targetBytes,
-    addedEntropyMilliBitsPerByte: Math.round(si.entropy.addedEntropyBitsPerByte * 1000),
-    depsAdded: si.deps.added,
-    depsRemoved: si.deps.removed,
-    depsChanged: si.deps.changed,
-    signatures: si.attestation.signatures,
-    trustedSignatures: si.attestation.trustedSignatures,
-    functionsAdded: si.functions.added,
-    functionsRemoved: si.functions.removed,
-    functionsModified: si.functions.modified,
-  };
-  if (si.provenance.slsaLevel !== undefined) scoreInputs.slsaLevel = si.provenance.slsaLevel;
-  if (si.attestation.newestSignatureAgeDays !== undefined) {
-    scoreInputs.newestSignatureAgeDays = Math.floor(si.attestation.newestSignatureAgeDays);
-  }
-  if (si.attestation.keyAgeDays !== undefined) scoreInputs.keyAgeDays = Math.floor(si.attestation.keyAgeDays);
-  if (si.attestation.expired !== undefined) scoreInputs.expired = si.attestation.expired ? 1 : 0;
-  return {
-    apiVersion: DELTA_CR_API_VERSION,
-    kind: "DeltaAttestation",
-    metadata: {
-      name: `delta-${base.slice(7, 19)}-${target.slice(7, 19)}`,
-      labels: { "app.kubernetes.io/managed-by": "stella" },
-    },
-    spec: {
-      baseDigest: base,
-      targetDigest: target,
-      artifactType: m.artifact_type,
-      manifest: {
-        opsCopy: m.ops.copyChunkOps + m.ops.copyRangeOps,
-        opsAdd: m.ops.addOps,
-        addBytes: m.ops.addedBytes,
-        changedChunks: m.changed_chunks_total,
-      },
-      functionsChanged: {
-        added: m.functions_changed.added,
-        removed: m.functions_changed.removed,
-        modified: m.functions_changed.modified,
-        names: m.functions_changed.top_symbols.slice(0, MAX_CR_NAMES).map((s) => s.symbol),
-      },
-      materialsDelta: {
-        added: m.materials_delta.added.slice(0, MAX_CR_MATERIALS).map(material),
-        removed: m.materials_delta.removed.slice(0, MAX_CR_MATERIALS).map(material),
-        changed: m.materials_delta.changed.slice(0, MAX_CR_MATERIALS).map((c) => material(c.to)),
-      },
-      scoreInputs,
-      envelope: { payloadType: env.payloadType, payload: env.payload, signatures: env.signatures },
-    },
-  };
-}
-
 async function createCommand(opts: CreateOptions): Promise<number> {
   if ((opts.sbomBase === undefined) !== (opts.sbomTarget === undefined)) {
     return usage("delta create: --sbom-base and --sbom-target go together");
@@ -479,6 +396,7 @@ async function createCommand(opts: CreateOptions): Promise<number> {
     writeAtomic(p, data);
     written.push(rel);
   };
+  const resources: DeltaAttestationDoc[] = [];
   put(lib.DELTA_FILE, computed.bin);
   const mBytes = lib.manifestBytes(m);
   put(lib.MANIFEST_FILE, mBytes);
@@ -492,11 +410,7 @@ async function createCommand(opts: CreateOptions): Promise<number> {
       signers,
     });
     put(lib.ENVELOPE_FILE, `${lib.envelopeToJson(env)}\n`);
-    if (opts.emitCr !== undefined) {
-      const { stringify } = await import("yaml");
-      const cr = deltaAttestationResource(m, env);
-      writeAtomic(opts.emitCr, stringify(cr, { lineWidth: 0, sortMapEntries: true }));
-    }
+    if (opts.emitCr !== undefined) resources.push(deltaAttestationResource(m, env));
   }
   if (rollback !== undefined) {
     const rm = rollback.manifest;
@@ -515,6 +429,14 @@ async function createCommand(opts: CreateOptions): Promise<number> {
       signers,
     });
     put(join(lib.ROLLBACK_DIR, lib.ROLLBACK_ENVELOPE_FILE), `${lib.envelopeToJson(env)}\n`);
+    const forwardCr = resources[0];
+    if (forwardCr !== undefined) resources.push(rollbackAttestationResource(forwardCr, rm, env));
+  }
+  if (opts.emitCr !== undefined) {
+    // One YAML document per resource: the forward delta, then its rollback (kubectl apply -f takes both).
+    const { stringify } = await import("yaml");
+    const docs = resources.map((r) => stringify(r, { lineWidth: 0, sortMapEntries: true }));
+    writeAtomic(opts.emitCr, docs.join("---\n"));
   }
   clearStale(dir, new Set(written));
   const risk = lib.deltaRisk(m.score_inputs, policy);

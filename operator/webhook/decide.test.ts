@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { DEFAULT_POLICY } from "../../core/risk/policy.ts";
-import type { ScoreInputs } from "../../core/risk/score.ts";
+import { deltaRisk, withHotness, type ChangedFunction, type ScoreInputs } from "../../core/risk/score.ts";
 import type { RolloutGateSpec } from "../api/generated/rolloutgate.ts";
 import { imageChanges } from "./changes.ts";
-import { decide, type DeltaLookup, type KnownDelta } from "./decide.ts";
+import { decide, type DeltaLookup, type GateDecision, type KnownDelta } from "./decide.ts";
+import type { ImageChange } from "./changes.ts";
 
 const A = "sha256:" + "a".repeat(64);
 const B = "sha256:" + "b".repeat(64);
@@ -37,23 +38,41 @@ const GATE: RolloutGateSpec = {
   trustedKeys: [{ secretRef: { namespace: "stella-system", name: "keys", key: "release.pub" } }],
 };
 
-function lookup(forward: KnownDelta[], rollbacks: KnownDelta[] = []): DeltaLookup {
+/** The gate trusts key "k1". */
+const KEYIDS: ReadonlySet<string> = new Set(["k1"]);
+
+function lookup(
+  forward: KnownDelta[],
+  rollbacks: KnownDelta[] = [],
+  hotness?: (image: string, fn: ChangedFunction) => number,
+): DeltaLookup {
   return {
     forward: (b, t) => forward.find((d) => d.baseDigest === b && d.targetDigest === t),
     rollback: (f, t) => rollbacks.find((d) => d.baseDigest === f && d.targetDigest === t),
+    risk: (d) =>
+      d.scoreInputs &&
+      deltaRisk(
+        hotness ? withHotness(d.scoreInputs, (fn) => hotness(d.baseDigest, fn)) : d.scoreInputs,
+        DEFAULT_POLICY,
+      ),
   };
+}
+
+function dec(name: string, spec: RolloutGateSpec, changes: ImageChange[], lk: DeltaLookup): GateDecision {
+  return decide({ name, spec, keyids: KEYIDS }, changes, lk);
 }
 
 const delta = (
   base: string,
   target: string,
   scoreInputs: ScoreInputs,
-  signature: KnownDelta["signature"] = "verified",
+  signature: "none" | "signed" | "verified" = "verified",
 ): KnownDelta => ({
-  ref: `shop/${base.slice(7, 10)}-${target.slice(7, 10)}`,
+  ref: `${base.slice(7, 10)}-${target.slice(7, 10)}`,
   baseDigest: base,
   targetDigest: target,
-  signature,
+  signatures: signature === "none" ? 0 : 1,
+  verifiedKeyids: signature === "verified" ? ["k1"] : signature === "signed" ? ["other"] : [],
   scoreInputs,
 });
 
@@ -64,25 +83,33 @@ const update = (from: string, to: string) =>
   imageChanges("Deployment", deployment(`reg.example/web@${from}`), deployment(`reg.example/web@${to}`));
 
 test("low risk signed attestation → admitted; high risk → denied naming image, score, threshold, top three", () => {
-  const ok = decide("strict", GATE, update(A, B), lookup([delta(A, B, LOW)]), DEFAULT_POLICY);
+  const ok = dec("strict", GATE, update(A, B), lookup([delta(A, B, LOW)]));
   assert.equal(ok.allowed, true, ok.message);
   assert.match(ok.message, /delta_risk 0\.\d{3} ≤ 0\.300/);
 
-  const no = decide("strict", GATE, update(A, B), lookup([delta(A, B, HIGH)]), DEFAULT_POLICY);
+  const no = dec("strict", GATE, update(A, B), lookup([delta(A, B, HIGH)]));
   assert.equal(no.allowed, false);
   assert.equal(no.wouldDeny, true);
   assert.match(
     no.message,
-    /^reg\.example\/web@sha256:bbbbbbbbbbbb… \(container web\): delta_risk 0\.\d{3} > 0\.300 \(RolloutGate strict, shop\/aaa-bbb\); top contributors: (\w+ 0\.\d{3}, ){2}\w+ 0\.\d{3}$/,
+    /^reg\.example\/web@sha256:bbbbbbbbbbbb… \(container web\): delta_risk 0\.\d{3} > 0\.300 \(RolloutGate strict, aaa-bbb\); top contributors: (\w+ 0\.\d{3}, ){2}\w+ 0\.\d{3}$/,
   );
   assert.equal(no.verdicts[0]?.risk?.topContributors.length, 3);
 });
 
 test("the same change scores higher when the changed function is hot in the base image", () => {
   const mid: ScoreInputs = { ...LOW, entropy: { ...LOW.entropy, addedBytes: 200_000, copiedBytes: 800_000 } };
-  const cold = decide("g", GATE, update(A, B), lookup([delta(A, B, mid)]), DEFAULT_POLICY, () => 0);
-  const hot = decide("g", GATE, update(A, B), lookup([delta(A, B, mid)]), DEFAULT_POLICY, (img, fn) =>
-    img === A && fn.symbol === "parse_hdr" ? 0.17 : 0,
+  const cold = dec(
+    "g",
+    GATE,
+    update(A, B),
+    lookup([delta(A, B, mid)], [], () => 0),
+  );
+  const hot = dec(
+    "g",
+    GATE,
+    update(A, B),
+    lookup([delta(A, B, mid)], [], (img, fn) => (img === A && fn.symbol === "parse_hdr" ? 0.17 : 0)),
   );
   const c = cold.verdicts[0]?.risk?.score ?? NaN;
   const h = hot.verdicts[0]?.risk?.score ?? NaN;
@@ -93,10 +120,10 @@ test("the same change scores higher when the changed function is hot in the base
 });
 
 test("no attestation: denied, or admitted with a warning under missingAttestation: warn", () => {
-  const deny = decide("g", GATE, update(A, C), lookup([delta(A, B, LOW)]), DEFAULT_POLICY);
+  const deny = dec("g", GATE, update(A, C), lookup([delta(A, B, LOW)]));
   assert.equal(deny.allowed, false);
   assert.match(deny.message, /no DeltaAttestation for .*sha256:aaaaaaaaaaaa… → .*sha256:cccccccccccc…/);
-  const warn = decide("g", { ...GATE, missingAttestation: "warn" }, update(A, C), lookup([]), DEFAULT_POLICY);
+  const warn = dec("g", { ...GATE, missingAttestation: "warn" }, update(A, C), lookup([]));
   assert.equal(warn.allowed, true);
   assert.equal(warn.warnings.length, 1);
   assert.match(warn.warnings[0] ?? "", /missingAttestation: warn/);
@@ -104,56 +131,32 @@ test("no attestation: denied, or admitted with a warning under missingAttestatio
 
 test("signature levels: an unsigned or untrusted attestation fails minProvenance verified; signed passes 'signed'", () => {
   const untrusted = lookup([delta(A, B, LOW, "signed")]);
-  assert.match(
-    decide("g", GATE, update(A, B), untrusted, DEFAULT_POLICY).message,
-    /not by a trusted key; .* needs verified/,
-  );
-  assert.equal(
-    decide("g", { ...GATE, minProvenance: "signed" }, update(A, B), untrusted, DEFAULT_POLICY).allowed,
-    true,
-  );
+  assert.match(dec("g", GATE, update(A, B), untrusted).message, /not by a key the gate trusts; .* needs verified/);
+  assert.equal(dec("g", { ...GATE, minProvenance: "signed" }, update(A, B), untrusted).allowed, true);
   const unsigned = lookup([delta(A, B, LOW, "none")]);
-  assert.match(
-    decide("g", { ...GATE, minProvenance: "signed" }, update(A, B), unsigned, DEFAULT_POLICY).message,
-    /is unsigned/,
-  );
+  assert.match(dec("g", { ...GATE, minProvenance: "signed" }, update(A, B), unsigned).message, /is unsigned/);
 });
 
 test("rollback B→A: denied without a signed rollback attestation, admitted with one", () => {
   const forward = [delta(A, B, LOW)];
-  const without = decide("g", GATE, update(B, A), lookup(forward), DEFAULT_POLICY);
+  const without = dec("g", GATE, update(B, A), lookup(forward));
   assert.equal(without.allowed, false);
   assert.equal(without.verdicts[0]?.kind, "rollback");
   assert.match(
     without.message,
     /rollback from .* needs a rollback attestation signed by a trusted key .*none found/,
   );
-  const unsignedRb = decide(
-    "g",
-    GATE,
-    update(B, A),
-    lookup(forward, [delta(B, A, LOW, "signed")]),
-    DEFAULT_POLICY,
-  );
+  const unsignedRb = dec("g", GATE, update(B, A), lookup(forward, [delta(B, A, LOW, "signed")]));
   assert.equal(unsignedRb.allowed, false);
-  const withRb = decide("g", GATE, update(B, A), lookup(forward, [delta(B, A, LOW)]), DEFAULT_POLICY);
+  const withRb = dec("g", GATE, update(B, A), lookup(forward, [delta(B, A, LOW)]));
   assert.equal(withRb.allowed, true, withRb.message);
-  assert.match(withRb.message, /with signed rollback attestation shop\/bbb-aaa/);
+  assert.match(withRb.message, /with signed rollback attestation bbb-aaa/);
   const relaxed = { ...GATE, rollback: { requireSignedAttestation: false } };
-  assert.equal(
-    decide("g", relaxed, update(B, A), lookup(forward), DEFAULT_POLICY).verdicts[0]?.kind,
-    "forward",
-  );
+  assert.equal(dec("g", relaxed, update(B, A), lookup(forward)).verdicts[0]?.kind, "forward");
 });
 
 test("audit mode admits and records what it would deny; tags without digests are denied; creates pass", () => {
-  const audit = decide(
-    "g",
-    { ...GATE, mode: "audit" },
-    update(A, B),
-    lookup([delta(A, B, HIGH)]),
-    DEFAULT_POLICY,
-  );
+  const audit = dec("g", { ...GATE, mode: "audit" }, update(A, B), lookup([delta(A, B, HIGH)]));
   assert.equal(audit.allowed, true);
   assert.equal(audit.wouldDeny, true);
   assert.match(audit.warnings[0] ?? "", /^audit \(would deny\): .*delta_risk/);
@@ -163,18 +166,12 @@ test("audit mode admits and records what it would deny; tags without digests are
     deployment("reg.example/web:1.0"),
     deployment("reg.example/web:1.1"),
   );
-  const t = decide("g", GATE, tags, lookup([]), DEFAULT_POLICY);
+  const t = dec("g", GATE, tags, lookup([]));
   assert.equal(t.allowed, false);
   assert.match(t.message, /reg\.example\/web:1\.1 is not pinned by digest/);
 
-  const created = decide(
-    "g",
-    GATE,
-    imageChanges("Deployment", undefined, deployment(`w@${A}`)),
-    lookup([]),
-    DEFAULT_POLICY,
-  );
+  const created = dec("g", GATE, imageChanges("Deployment", undefined, deployment(`w@${A}`)), lookup([]));
   assert.equal(created.allowed, true);
   assert.equal(created.verdicts[0]?.kind, "new");
-  assert.equal(decide("g", GATE, [], lookup([]), DEFAULT_POLICY).message, "no image changes");
+  assert.equal(dec("g", GATE, [], lookup([])).message, "no image changes");
 });

@@ -1,29 +1,32 @@
 // The admission decision for one workload change under one RolloutGate (issue 7): pure, so the webhook's
-// request path reads only in-memory state (verified DeltaAttestations and the hot-symbol index, kept current by
-// informers) and tests can pin every rule. Each image change A→B needs a DeltaAttestation for A→B whose
-// signature meets the gate and whose delta_risk — recomputed from its signed score inputs, with the functions it
-// changed weighted by how hot the agents see them in A — is within maxDeltaRisk; a change B→A back to an image
-// that B was made from is a rollback and needs a signed rollback attestation.
-import { withThresholds } from "../../core/risk/policy.ts";
-import type { RiskPolicy } from "../../core/risk/policy.ts";
-import { deltaRisk, withHotness } from "../../core/risk/score.ts";
-import type { ChangedFunction, RiskResult, ScoreInputs } from "../../core/risk/score.ts";
+// request path reads only in-memory state (checked DeltaAttestations with their scores, kept current by
+// informers and the hot-symbol index) and tests can pin every rule. Each image change A→B needs a
+// DeltaAttestation for A→B whose signature meets the gate and whose delta_risk — recomputed from its signed
+// score inputs, with the functions it changed weighted by how hot the agents see them in A — is within
+// maxDeltaRisk; a change B→A back to an image that B was made from is a rollback and needs a rollback
+// attestation signed by a key the gate trusts.
+import type { RiskResult, ScoreInputs } from "../../core/risk/score.ts";
 import type { RolloutGateSpec } from "../api/generated/rolloutgate.ts";
 import type { ImageChange } from "./changes.ts";
 
-/** How an attestation is signed: not at all, by some key, or by a key the gate trusts. */
+/** How an attestation is signed for one gate: not at all, by some key, or by a key the gate trusts. */
 export type SignatureLevel = "none" | "signed" | "verified";
 const LEVELS: readonly SignatureLevel[] = ["none", "signed", "verified"];
 
 /** A DeltaAttestation as the webhook holds it (its envelope checked by the DeltaAttestation controller). */
 export interface KnownDelta {
-  /** "namespace/name" of the resource, for messages and events. */
+  /** Name of the (cluster-scoped) resource, for messages and events. */
   ref: string;
   baseDigest: string;
   targetDigest: string;
-  signature: SignatureLevel;
-  /** From the signed manifest. */
-  scoreInputs: ScoreInputs;
+  /** Signatures on the envelope. */
+  signatures: number;
+  /** Key ids (of every key the operator knows) whose signatures verified. */
+  verifiedKeyids: readonly string[];
+  /** Why the attestation cannot be used at all (a tampered envelope, a spec the signature does not cover). */
+  invalid?: string;
+  /** From the signed manifest (forward deltas). */
+  scoreInputs?: ScoreInputs;
 }
 
 export interface DeltaLookup {
@@ -31,10 +34,24 @@ export interface DeltaLookup {
   forward(baseDigest: string, targetDigest: string): KnownDelta | undefined;
   /** A rollback attestation from → to (the reverse of a forward delta to → from), if any. */
   rollback(fromDigest: string, toDigest: string): KnownDelta | undefined;
+  /**
+   * delta_risk of a forward attestation from its signed score inputs, with the changed functions weighted by
+   * their current hotness in the base image (cached by the store: scoring 20k functions takes tens of ms).
+   */
+  risk(delta: KnownDelta): RiskResult | undefined;
 }
 
-/** Share of CPU (0..1) the agents saw a function take in an image; undefined when unknown. */
-export type Hotness = (imageDigest: string, fn: ChangedFunction) => number | undefined;
+/** One RolloutGate as the webhook holds it: its spec and the ids of the keys its Secrets hold. */
+export interface GateEntry {
+  name: string;
+  spec: RolloutGateSpec;
+  keyids: ReadonlySet<string>;
+}
+
+export function signatureLevel(d: KnownDelta, keyids: ReadonlySet<string>): SignatureLevel {
+  if (d.verifiedKeyids.some((k) => keyids.has(k))) return "verified";
+  return d.signatures > 0 ? "signed" : "none";
+}
 
 export interface ChangeVerdict {
   change: ImageChange;
@@ -67,14 +84,8 @@ function fmt(x: number): string {
   return x.toFixed(3);
 }
 
-function verdictFor(
-  gateName: string,
-  gate: RolloutGateSpec,
-  change: ImageChange,
-  lookup: DeltaLookup,
-  hotness: Hotness | undefined,
-  policy: RiskPolicy,
-): ChangeVerdict {
+function verdictFor(entry: GateEntry, change: ImageChange, lookup: DeltaLookup): ChangeVerdict {
+  const { name: gateName, spec: gate } = entry;
   const image = `${short(change.to)} (container ${change.container})`;
   if (change.from === undefined) {
     return {
@@ -98,14 +109,18 @@ function verdictFor(
   const reverse = lookup.forward(change.toDigest, change.fromDigest);
   if (reverse && (gate.rollback?.requireSignedAttestation ?? true)) {
     const rb = lookup.rollback(change.fromDigest, change.toDigest);
-    if (!rb || LEVELS.indexOf(rb.signature) < LEVELS.indexOf("verified")) {
+    const level = rb && rb.invalid === undefined ? signatureLevel(rb, entry.keyids) : "none";
+    if (!rb || level !== "verified") {
+      const why = !rb
+        ? "none found"
+        : rb.invalid !== undefined
+          ? `${rb.ref} is invalid: ${rb.invalid}`
+          : `${rb.ref} is ${level === "none" ? "unsigned" : "not signed by a key the gate trusts"}`;
       return {
         change,
         allowed: false,
         kind: "rollback",
-        reason:
-          `${image}: rollback from ${short(change.from)} needs a rollback attestation signed by a trusted key ` +
-          `(RolloutGate ${gateName}); ${rb ? `${rb.ref} is ${rb.signature === "none" ? "unsigned" : "not signed by a trusted key"}` : "none found"}`,
+        reason: `${image}: rollback from ${short(change.from)} needs a rollback attestation signed by a trusted key (RolloutGate ${gateName}); ${why}`,
       };
     }
     return {
@@ -127,22 +142,39 @@ function verdictFor(
       reason: `${image}: no DeltaAttestation for ${short(change.from)} → ${short(change.to)} (RolloutGate ${gateName}, missingAttestation: ${warn ? "warn" : "deny"})`,
     };
   }
-  if (LEVELS.indexOf(d.signature) < LEVELS.indexOf(need)) {
+  if (d.invalid !== undefined) {
     return {
       change,
       allowed: false,
       kind: "forward",
       attestation: d.ref,
-      reason: `${image}: ${d.ref} is ${d.signature === "none" ? "unsigned" : "signed, but not by a trusted key"}; RolloutGate ${gateName} needs ${need}`,
+      reason: `${image}: DeltaAttestation ${d.ref} is invalid: ${d.invalid} (RolloutGate ${gateName})`,
+    };
+  }
+  const level = signatureLevel(d, entry.keyids);
+  if (LEVELS.indexOf(level) < LEVELS.indexOf(need)) {
+    return {
+      change,
+      allowed: false,
+      kind: "forward",
+      attestation: d.ref,
+      reason: `${image}: ${d.ref} is ${level === "none" ? "unsigned" : "signed, but not by a key the gate trusts"}; RolloutGate ${gateName} needs ${need}`,
+    };
+  }
+  const risk = lookup.risk(d);
+  if (!risk) {
+    return {
+      change,
+      allowed: false,
+      kind: "forward",
+      attestation: d.ref,
+      reason: `${image}: ${d.ref} carries no score inputs (RolloutGate ${gateName})`,
     };
   }
   const max = gate.maxDeltaRisk / 1000;
-  const inputs = hotness
-    ? withHotness(d.scoreInputs, (fn) => hotness(change.fromDigest ?? "", fn))
-    : d.scoreInputs;
-  const risk = deltaRisk(inputs, withThresholds(policy, { maxDeltaRisk: max }, `RolloutGate ${gateName}`));
   const top = risk.topContributors.map((c) => `${c.factor} ${fmt(c.contribution)}`).join(", ");
-  const allowed = !risk.hints.exceedsMax;
+  // The store scores once per attestation and hotness snapshot; the threshold is the gate's.
+  const allowed = risk.score <= max;
   return {
     change,
     allowed,
@@ -156,17 +188,10 @@ function verdictFor(
 }
 
 /** The gate's decision over every image change of one workload create or update. */
-export function decide(
-  gateName: string,
-  gate: RolloutGateSpec,
-  changes: readonly ImageChange[],
-  lookup: DeltaLookup,
-  policy: RiskPolicy,
-  hotness?: Hotness,
-): GateDecision {
-  const verdicts = changes.map((c) => verdictFor(gateName, gate, c, lookup, hotness, policy));
+export function decide(entry: GateEntry, changes: readonly ImageChange[], lookup: DeltaLookup): GateDecision {
+  const verdicts = changes.map((c) => verdictFor(entry, c, lookup));
   const denied = verdicts.filter((v) => !v.allowed);
-  const audit = (gate.mode ?? "enforce") === "audit";
+  const audit = (entry.spec.mode ?? "enforce") === "audit";
   const warnings = verdicts.filter((v) => v.warning === true).map((v) => v.reason);
   if (audit) for (const v of denied) warnings.push(`audit (would deny): ${v.reason}`);
   const message =

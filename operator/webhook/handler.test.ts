@@ -4,8 +4,9 @@ import { test } from "node:test";
 import { DEFAULT_POLICY } from "../../core/risk/policy.ts";
 import type { ScoreInputs } from "../../core/risk/score.ts";
 import type { RolloutGateSpec } from "../api/generated/rolloutgate.ts";
-import type { KnownDelta } from "./decide.ts";
-import { handleReview, selects, type GateEntry, type HandlerState } from "./handler.ts";
+import { deltaRisk } from "../../core/risk/score.ts";
+import type { GateEntry, KnownDelta } from "./decide.ts";
+import { handleReview, selects, type HandlerState } from "./handler.ts";
 import type { ReviewRequest } from "./review.ts";
 
 const A = "sha256:" + "a".repeat(64);
@@ -32,8 +33,8 @@ function state(gates: GateEntry[], deltas: KnownDelta[] = []): HandlerState {
     deltas: {
       forward: (b, t) => deltas.find((d) => d.baseDigest === b && d.targetDigest === t),
       rollback: () => undefined,
+      risk: (d) => d.scoreInputs && deltaRisk(d.scoreInputs, DEFAULT_POLICY),
     },
-    policy: DEFAULT_POLICY,
     excludedNamespaces: new Set(["stella-system"]),
   };
 }
@@ -63,6 +64,7 @@ function review(
 const gate = (name: string, spec: Partial<RolloutGateSpec>): GateEntry => ({
   name,
   spec: { maxDeltaRisk: 300, trustedKeys: KEYS, ...spec },
+  keyids: new Set(["k1"]),
 });
 
 test("label selectors follow Kubernetes semantics", () => {
@@ -112,7 +114,8 @@ test("only gates selecting the namespace and the workload apply; any enforcing d
     ref: "shop/ab",
     baseDigest: A,
     targetDigest: B,
-    signature: "verified",
+    signatures: 1,
+    verifiedKeyids: ["k1"],
     scoreInputs: LOW,
   };
   assert.equal(handleReview(review("shop", A, B), state([prodOnly], [known])).response.allowed, true);

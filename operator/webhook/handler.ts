@@ -3,25 +3,16 @@
 // the combination: any enforcing gate that denies denies; audit gates only add warnings. Namespaces listed in
 // `excludedNamespaces` (the operator's own, kube-system) are never gated, so the webhook cannot lock out the
 // operator that serves it.
-import type { RiskPolicy } from "../../core/risk/policy.ts";
 import type { LabelSelector } from "../api/generated/common.ts";
-import type { RolloutGateSpec } from "../api/generated/rolloutgate.ts";
 import { imageChanges, isGatedKind } from "./changes.ts";
-import { decide, type DeltaLookup, type GateDecision, type Hotness } from "./decide.ts";
+import { decide, type DeltaLookup, type GateDecision, type GateEntry } from "./decide.ts";
 import type { ReviewDecision, ReviewRequest } from "./review.ts";
-
-export interface GateEntry {
-  name: string;
-  spec: RolloutGateSpec;
-}
 
 export interface HandlerState {
   gates(): readonly GateEntry[];
   /** Labels of a namespace (from an informer); undefined when unknown (then only empty selectors match). */
   namespaceLabels(namespace: string): Readonly<Record<string, string>> | undefined;
   deltas: DeltaLookup;
-  hotness?: Hotness;
-  policy: RiskPolicy;
   excludedNamespaces: ReadonlySet<string>;
 }
 
@@ -95,7 +86,7 @@ export function handleReview(review: ReviewRequest, state: HandlerState): Handle
   );
   const gates = covering.map((g) => ({
     name: g.name,
-    decision: decide(g.name, g.spec, changes, state.deltas, state.policy, state.hotness),
+    decision: decide(g, changes, state.deltas),
   }));
   const denying = gates.filter((g) => !g.decision.allowed);
   const warnings = gates.flatMap((g) => g.decision.warnings);
