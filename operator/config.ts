@@ -308,13 +308,17 @@ function checkField(field: keyof OperatorConfig, value: unknown): string | undef
       if (value === "0") return undefined;
       return addressProblem(value);
     case "webhookService":
-      return value.length <= 63 && DNS_LABEL.test(value) ? undefined : "must be a DNS-1123 label (a Service name)";
+      return value.length <= 63 && DNS_LABEL.test(value)
+        ? undefined
+        : "must be a DNS-1123 label (a Service name)";
     case "webhookCertMode":
       return value === "self-signed" || value === "cert-manager"
         ? undefined
         : "must be self-signed or cert-manager";
     case "webhookCertExtraSans":
-      return value.split(",").every((s) => s.trim() === "" || DNS_SUBDOMAIN.test(s.trim()) || isIP(s.trim()) !== 0)
+      return value
+        .split(",")
+        .every((s) => s.trim() === "" || DNS_SUBDOMAIN.test(s.trim()) || isIP(s.trim()) !== 0)
         ? undefined
         : "must be comma-separated DNS names or IP addresses";
     case "healthAddr":

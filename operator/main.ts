@@ -12,7 +12,18 @@ import { InMemoryFunctionPresence, type FunctionPresence } from "./controllers/v
 import { createHotSymbolIndex } from "./index/hot-symbols.ts";
 import { ImageBinaries, withFoldObservers, type FoldObserver } from "./index/image-binaries.ts";
 import { FuncProofNamer } from "./index/namer.ts";
+import type { HotSymbolIndex } from "./index/types.ts";
+import type { PublicKey } from "../core/dsse/keys.ts";
 import { IngestServer, type IngestTls } from "./ingest/server.ts";
+import { DEFAULT_POLICY, loadPolicy } from "../core/risk/policy.ts";
+import { DeltaAttestationController } from "./controllers/deltaattestation.ts";
+import { GateKeys } from "./controllers/gate-keys.ts";
+import { RolloutGateController } from "./controllers/rolloutgate.ts";
+import { RolloutWebhook } from "./webhook/admission.ts";
+import { indexHotness } from "./webhook/hotness.ts";
+import { WebhookServer } from "./webhook/server.ts";
+import { DeltaStore } from "./webhook/store.ts";
+import { WebhookTls } from "./webhook/tls.ts";
 
 export interface OperatorOptions {
   config: OperatorConfig;
@@ -22,6 +33,9 @@ export interface OperatorOptions {
 
 /** How soon after new batches every VexStatement is re-decided. */
 const REDECIDE_DEBOUNCE_MS = 1000;
+/** How soon after new batches, and how often anyway (the window slides), delta scores take in new hotness. */
+const HOTNESS_DEBOUNCE_MS = 2000;
+const HOTNESS_REFRESH_MS = 30_000;
 
 function ingestTls(c: OperatorConfig): IngestTls {
   if (c.ingestTlsCertFile === "") return { insecure: true };
@@ -62,7 +76,18 @@ export function buildOperator(opts: OperatorOptions): Manager {
       redecideTimer.unref();
     },
   };
-  const index = withFoldObservers(createHotSymbolIndex({ namer }), [images, redecideSoon]);
+  let rescore: () => void = () => undefined;
+  let rescoreTimer: NodeJS.Timeout | undefined;
+  const rescoreSoon: FoldObserver = {
+    observe: () => {
+      rescoreTimer ??= setTimeout(() => {
+        rescoreTimer = undefined;
+        rescore();
+      }, HOTNESS_DEBOUNCE_MS);
+      rescoreTimer.unref();
+    },
+  };
+  const index = withFoldObservers(createHotSymbolIndex({ namer }), [images, redecideSoon, rescoreSoon]);
   const functions = new InMemoryFunctionPresence();
   const presence: FunctionPresence = {
     lookup: (symbol, buildIds) => functions.lookup(symbol, buildIds),
@@ -133,6 +158,9 @@ export function buildOperator(opts: OperatorOptions): Manager {
   redecide = () => {
     for (const key of vex.informer.keys()) vex.controller.enqueue(key);
   };
+  addRolloutGating(manager, config, kubeConfig, keys, logger, index, (fn) => {
+    rescore = fn;
+  });
   // Ready once the write-ahead log is replayed (on the leader; other replicas do not ingest).
   manager.healthServer.addReadinessCheck("ingest", () => {
     if (manager.isLeader() && !ingest.ready) throw new Error("replaying the ingest write-ahead log");
@@ -146,12 +174,152 @@ export function buildOperator(opts: OperatorOptions): Manager {
       shutdown: async () => {
         clearTimeout(rebuildTimer);
         clearTimeout(redecideTimer);
+        clearTimeout(rescoreTimer);
         await ingest.shutdown();
       },
     },
     { needLeaderElection: true },
   );
   return manager;
+}
+
+/**
+ * Rollout gating (issue 7): DeltaAttestations are checked on every replica into the webhook's store and scored
+ * with the index's hotness (`setRescore` receives the refresh to run after new batches); with the webhook
+ * enabled, RolloutGates, their key Secrets and the HTTPS webhook (every replica serves it) join in.
+ */
+function addRolloutGating(
+  manager: Manager,
+  config: OperatorConfig,
+  kubeConfig: KubeConfig,
+  trusted: TrustedKeys,
+  logger: Manager["logger"],
+  index: HotSymbolIndex,
+  setRescore: (fn: () => void) => void,
+): void {
+  const policy = config.riskPolicyFile === "" ? DEFAULT_POLICY : loadPolicy(config.riskPolicyFile);
+  const windowMs = config.hotnessWindowSeconds * 1000;
+  const hotnessNow = () => {
+    const now = Date.now();
+    return indexHotness(index, now - windowMs, now + 60_000);
+  };
+  const store = new DeltaStore({ policy, hotness: hotnessNow() });
+  // The RolloutGates' keys join the operator's own once gating is on.
+  const gateKeysOf: { keys: () => PublicKey[] } = { keys: () => [] };
+  const deltas = new DeltaAttestationController({
+    kubeConfig,
+    keys: () => [...trusted.keys(), ...gateKeysOf.keys()],
+    store,
+    events: manager.eventRecorder,
+    registry: manager.registry,
+    logger,
+    workers: config.workers,
+  });
+  manager.addInformer(deltas.informer);
+  manager.addController(deltas.controller);
+  trusted.onChange(() => {
+    deltas.recheckAll();
+  });
+  const rescore = (): void => {
+    for (const name of store.refreshHotness(hotnessNow())) deltas.controller.enqueue(name);
+  };
+  setRescore(rescore);
+  const refresher = setInterval(rescore, HOTNESS_REFRESH_MS);
+  refresher.unref();
+  if (!config.webhookEnabled) return;
+
+  const gateKeys = new GateKeys(kubeConfig, config.namespace, logger);
+  const gates = new RolloutGateController({
+    kubeConfig,
+    keys: gateKeys,
+    events: manager.eventRecorder,
+    registry: manager.registry,
+    logger,
+    workers: config.workers,
+  });
+  const g = gates;
+  gateKeysOf.keys = () => g.keys();
+  gates.onChange(() => {
+    deltas.recheckAll();
+  });
+  manager.addInformer(gateKeys.informer);
+  manager.addInformer(gates.informer);
+  manager.addController(gates.controller);
+  const webhook = new RolloutWebhook({
+    kubeConfig,
+    gates: () => g.gates(),
+    deltas: store,
+    record: (gate, outcome) => {
+      g.record(gate, outcome);
+    },
+    events: manager.eventRecorder,
+    registry: manager.registry,
+    logger: logger.child({ component: "webhook" }),
+    excludedNamespaces: [config.namespace, "kube-system"],
+  });
+  manager.addInformer(webhook.namespaces);
+  const log = logger.child({ component: "webhook-server" });
+  let server: WebhookServer | undefined;
+  let tls: WebhookTls | undefined;
+  manager.healthServer.addReadinessCheck("webhook", () => {
+    if (server === undefined) throw new Error("webhook not serving yet");
+  });
+  manager.add(
+    {
+      name: "webhook",
+      start: async () => {
+        const serverLog = (
+          level: "info" | "warn" | "error",
+          msg: string,
+          fields?: Record<string, unknown>,
+        ) => {
+          log[level](fields ?? {}, msg);
+        };
+        if (config.webhookCertMode === "cert-manager") {
+          server = new WebhookServer({
+            address: config.webhookAddr,
+            tls: {
+              certFile: `${config.webhookCertDir}/tls.crt`,
+              keyFile: `${config.webhookCertDir}/tls.key`,
+            },
+            handle: webhook.handle,
+            log: serverLog,
+          });
+        } else {
+          tls = new WebhookTls({
+            kubeConfig,
+            namespace: config.namespace,
+            secretName: config.webhookTlsSecret,
+            serviceName: config.webhookService,
+            configurationName: config.webhookConfiguration,
+            clusterDomain: config.clusterDomain,
+            extraSans: config.webhookCertExtraSans,
+            logger,
+          });
+          await tls.start();
+          const pair = tls.current();
+          const s = new WebhookServer({
+            address: config.webhookAddr,
+            tls: { cert: pair.cert, key: pair.key },
+            handle: webhook.handle,
+            log: serverLog,
+          });
+          tls.onChange((p) => {
+            s.setCertificate(p.cert, p.key);
+          });
+          server = s;
+        }
+        const port = await server.start();
+        log.info({ port, certMode: config.webhookCertMode }, "admission webhook serving");
+      },
+      shutdown: async () => {
+        clearInterval(refresher);
+        await tls?.shutdown();
+        await server?.stop();
+      },
+    },
+    { needLeaderElection: false },
+  );
 }
 
 function loadKubeConfig(): KubeConfig {

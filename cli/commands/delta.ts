@@ -28,7 +28,6 @@ import {
   type DeltaAttestationDoc,
 } from "../../core/delta/resource.ts";
 import type { ManifestRef } from "../../core/delta/rollback.ts";
-import type { Envelope } from "../../core/dsse/envelope.ts";
 import type { PublicKey } from "../../core/dsse/keys.ts";
 import type { JsonObject, Subject } from "../../core/dsse/statement.ts";
 import { StellaError } from "../../core/errors.ts";

@@ -131,7 +131,10 @@ test("no attestation: denied, or admitted with a warning under missingAttestatio
 
 test("signature levels: an unsigned or untrusted attestation fails minProvenance verified; signed passes 'signed'", () => {
   const untrusted = lookup([delta(A, B, LOW, "signed")]);
-  assert.match(dec("g", GATE, update(A, B), untrusted).message, /not by a key the gate trusts; .* needs verified/);
+  assert.match(
+    dec("g", GATE, update(A, B), untrusted).message,
+    /not by a key the gate trusts; .* needs verified/,
+  );
   assert.equal(dec("g", { ...GATE, minProvenance: "signed" }, update(A, B), untrusted).allowed, true);
   const unsigned = lookup([delta(A, B, LOW, "none")]);
   assert.match(dec("g", { ...GATE, minProvenance: "signed" }, update(A, B), unsigned).message, /is unsigned/);

@@ -26,8 +26,7 @@ before(async () => {
   copyFileSync(join(first, "server.key"), join(serving, "server.key"));
   server = new WebhookServer({
     address: "127.0.0.1:0",
-    certFile: join(serving, "server.crt"),
-    keyFile: join(serving, "server.key"),
+    tls: { certFile: join(serving, "server.crt"), keyFile: join(serving, "server.key") },
     maxBodyBytes: 64 * 1024,
     certPollMs: 60_000,
     handle: (r) => {
@@ -48,13 +47,14 @@ after(async () => {
 function post(
   body: string,
   caDir = first,
-  path = "/validate",
+  path = "/validate-rollout",
+  toPort = port,
 ): Promise<{ status: number; json: Record<string, unknown>; cert: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
         host: "127.0.0.1",
-        port,
+        port: toPort,
         path,
         method: "POST",
         ca: readFileSync(join(caDir, "ca.crt")),
@@ -156,4 +156,56 @@ test("certificate rotation: after a reload new connections get the new certifica
     /self.signed|unable to verify|certificate/i,
     "the old CA no longer matches",
   );
+});
+
+test("a file-watching server refuses a bad pair on reload and keeps serving the old one", async () => {
+  const current = readFileSync(join(serving, "server.crt"));
+  const fp = new X509Certificate(current).fingerprint256;
+  const reloads = server.stats.certReloads;
+  // Key of `first`, certificate of `second`: a rotation caught half-written.
+  copyFileSync(join(first, "server.key"), join(serving, "server.key"));
+  assert.equal(server.reloadCertificate(), false);
+  assert.equal(server.stats.certReloads, reloads);
+  assert.equal((await post(review("web"), second)).cert, fp);
+  copyFileSync(join(second, "server.key"), join(serving, "server.key"));
+});
+
+test("in-memory certificate: served from the start, swapped by setCertificate, a bad pair refused", async () => {
+  const pem = (d: string, f: string): string => readFileSync(join(d, f), "utf8");
+  const mem = new WebhookServer({
+    address: "127.0.0.1:0",
+    tls: { cert: pem(first, "server.crt"), key: readFileSync(join(first, "server.key")) },
+    handle: () => ({ allowed: true }),
+  });
+  const memPort = await mem.start();
+  try {
+    const fp = (d: string): string => new X509Certificate(pem(d, "server.crt")).fingerprint256;
+    assert.equal((await post(review("web"), first, undefined, memPort)).cert, fp(first));
+    assert.equal(mem.reloadCertificate(), false, "no files to reload");
+    assert.equal(
+      mem.setCertificate(pem(second, "server.crt"), pem(first, "server.key")),
+      false,
+      "key mismatch",
+    );
+    assert.equal(mem.setCertificate("not a certificate", pem(first, "server.key")), false);
+    assert.equal(mem.stats.certReloads, 0);
+    assert.equal((await post(review("web"), first, undefined, memPort)).cert, fp(first), "old pair kept");
+    assert.equal(mem.setCertificate(pem(second, "server.crt"), pem(second, "server.key")), true);
+    assert.equal(mem.stats.certReloads, 1);
+    const swapped = await post(review("web"), second, undefined, memPort);
+    assert.equal(swapped.status, 200);
+    assert.equal(swapped.cert, fp(second));
+  } finally {
+    await mem.stop();
+  }
+});
+
+test("start refuses a pair whose key does not match the certificate", async () => {
+  const bad = new WebhookServer({
+    address: "127.0.0.1:0",
+    tls: { cert: readFileSync(join(first, "server.crt")), key: readFileSync(join(second, "server.key")) },
+    handle: () => ({ allowed: true }),
+  });
+  await assert.rejects(bad.start(), /key values mismatch|KEY_VALUES_MISMATCH/i);
+  await bad.stop();
 });

@@ -1,25 +1,46 @@
-// The validating admission webhook's HTTPS endpoint (issue 7): POST /validate takes an AdmissionReview v1 and
-// answers with the handler's decision. The serving certificate comes from files (a mounted Secret, e.g. from
-// cert-manager) and is reloaded when they change, so a rotation needs no restart: new connections get the new
-// certificate, open ones finish with the old. Bodies are bounded (the API server sends at most ~3 MiB).
+// The validating admission webhook's HTTPS endpoint (issue 7): POST /validate-rollout takes an AdmissionReview v1 and
+// answers with the handler's decision. The serving certificate comes either from files (a mounted Secret that
+// cert-manager fills), watched and reloaded when they change, or from memory (the operator's self-signed mode,
+// operator/webhook/tls.ts, hands over each renewed pair with setCertificate). Either way a rotation needs no restart:
+// new connections get the new certificate, open ones finish with the old (controller-runtime `certwatcher`). Bodies
+// are bounded (the API server sends at most ~3 MiB).
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createServer, type Server } from "node:https";
+import { createSecureContext } from "node:tls";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { isStellaError } from "../../core/errors.ts";
 import { parseReview, reviewResponse, type ReviewDecision, type ReviewRequest } from "./review.ts";
 
+/** The path the ValidatingWebhookConfiguration calls (the chart's clientConfig.service.path). */
+export const WEBHOOK_PATH = "/validate-rollout";
+
+/** PEM certificate (chain) and private key: from files that are watched, or given in memory. */
+export type WebhookServerTls =
+  { certFile: string; keyFile: string } | { cert: string | Buffer; key: string | Buffer };
+
+interface CertificatePair {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** The pair itself, or the files' contents now. */
+function loadPair(tls: WebhookServerTls): CertificatePair {
+  if ("cert" in tls) return { cert: tls.cert, key: tls.key };
+  return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
+}
+
 export interface WebhookServerOptions {
   /** host:port to listen on ("0.0.0.0:9443" in the cluster, "127.0.0.1:0" in tests). */
   address: string;
-  certFile: string;
-  keyFile: string;
+  /** The serving certificate. Files are polled every `certPollMs` and reloaded on change. */
+  tls: WebhookServerTls;
   /** Decides one review; must not do network calls (the API server waits, timeoutSeconds). */
   handle: (review: ReviewRequest) => ReviewDecision;
   /** Largest request body accepted. Default 4 MiB. */
   maxBodyBytes?: number;
-  /** How often the certificate files are checked for a change, ms. Default 10,000. */
+  /** How often the certificate files are checked for a change, ms (files only). Default 10,000. */
   certPollMs?: number;
   log?: (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -30,27 +51,32 @@ export interface WebhookStats {
   refused: number;
   /** Handler failures (500: the API server then applies the webhook's failurePolicy). */
   errors: number;
+  /** Certificate swaps that took effect: file reloads and setCertificate calls. */
   certReloads: number;
 }
 
 export class WebhookServer {
   readonly #o: Required<Omit<WebhookServerOptions, "log">> & Pick<WebhookServerOptions, "log">;
   #server: Server | undefined;
+  /** The pair start() serves when set: the in-memory one, or one given to setCertificate before start. */
+  #pair: CertificatePair | undefined;
   readonly stats: WebhookStats = { requests: 0, refused: 0, errors: 0, certReloads: 0 };
 
   constructor(opts: WebhookServerOptions) {
     this.#o = { maxBodyBytes: 4 * 1024 * 1024, certPollMs: 10_000, ...opts };
+    if ("cert" in opts.tls) this.#pair = { cert: opts.tls.cert, key: opts.tls.key };
   }
 
   /** Listens; resolves with the port. */
   async start(): Promise<number> {
     const o = this.#o;
-    const server = createServer(
-      { cert: readFileSync(o.certFile), key: readFileSync(o.keyFile), minVersion: "TLSv1.2" },
-      (req, res) => {
-        this.#serve(req, res);
-      },
-    );
+    const files = "certFile" in o.tls ? o.tls : undefined;
+    const pair = this.#pair ?? loadPair(o.tls);
+    // Fails here, before listening, when the pair does not load or the key does not match the certificate.
+    createSecureContext(pair);
+    const server = createServer({ ...pair, minVersion: "TLSv1.2" }, (req, res) => {
+      this.#serve(req, res);
+    });
     this.#server = server;
     const [host, port] = splitAddress(o.address);
     await new Promise<void>((resolve, reject) => {
@@ -60,7 +86,7 @@ export class WebhookServer {
         resolve();
       });
     });
-    for (const f of [o.certFile, o.keyFile]) {
+    for (const f of files ? [files.certFile, files.keyFile] : []) {
       watchFile(f, { interval: o.certPollMs }, (cur, prev) => {
         if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) this.reloadCertificate();
       });
@@ -69,19 +95,47 @@ export class WebhookServer {
   }
 
   /**
-   * Reads the certificate and key again and serves them to new connections. A pair that does not load (a
-   * rotation caught half-written) keeps the old one and is retried on the next change.
+   * Reads the certificate files again and serves them to new connections. A pair that does not load (a rotation
+   * caught half-written) keeps the old one and is retried on the next change. False for an in-memory certificate.
    */
   reloadCertificate(): boolean {
+    const tls = this.#o.tls;
+    if (!("certFile" in tls)) return false;
+    let pair: CertificatePair;
+    try {
+      pair = loadPair(tls);
+    } catch (err: unknown) {
+      this.#o.log?.("warn", "webhook serving certificate not reloaded, keeping the previous one", {
+        certFile: tls.certFile,
+        error: (err as Error).message,
+      });
+      return false;
+    }
+    return this.#swap(pair, { certFile: tls.certFile });
+  }
+
+  /**
+   * Serves `cert` (PEM, leaf first) and `key` to new connections; open connections finish with the old pair. The pair
+   * is checked first (parses, key matches certificate): a bad one keeps the current pair and returns false.
+   */
+  setCertificate(cert: string | Buffer, key: string | Buffer): boolean {
+    return this.#swap({ cert, key }, { source: "memory" });
+  }
+
+  #swap(pair: CertificatePair, fields: Record<string, unknown>): boolean {
     const o = this.#o;
     try {
-      this.#server?.setSecureContext({ cert: readFileSync(o.certFile), key: readFileSync(o.keyFile) });
+      // createSecureContext throws on a bad PEM and on a key that does not match the certificate
+      // (OpenSSL SSL_CTX_use_PrivateKey's check), so a refused pair never reaches the server.
+      createSecureContext(pair);
+      if (this.#server) this.#server.setSecureContext({ ...pair, minVersion: "TLSv1.2" });
+      else this.#pair = pair;
       this.stats.certReloads++;
-      o.log?.("info", "webhook serving certificate reloaded", { certFile: o.certFile });
+      o.log?.("info", "webhook serving certificate reloaded", fields);
       return true;
-    } catch (err) {
+    } catch (err: unknown) {
       o.log?.("warn", "webhook serving certificate not reloaded, keeping the previous one", {
-        certFile: o.certFile,
+        ...fields,
         error: (err as Error).message,
       });
       return false;
@@ -89,8 +143,11 @@ export class WebhookServer {
   }
 
   async stop(): Promise<void> {
-    unwatchFile(this.#o.certFile);
-    unwatchFile(this.#o.keyFile);
+    const tls = this.#o.tls;
+    if ("certFile" in tls) {
+      unwatchFile(tls.certFile);
+      unwatchFile(tls.keyFile);
+    }
     const s = this.#server;
     if (!s) return;
     await new Promise<void>((resolve) => {
@@ -108,8 +165,8 @@ export class WebhookServer {
       reply(res, 200, { ok: true });
       return;
     }
-    if (path !== "/validate") {
-      this.#refuse(res, 404, `no such path ${path ?? ""}, expected /validate`);
+    if (path !== WEBHOOK_PATH) {
+      this.#refuse(res, 404, `no such path ${path ?? ""}, expected ${WEBHOOK_PATH}`);
       return;
     }
     if (req.method !== "POST") {
