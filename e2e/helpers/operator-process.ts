@@ -32,6 +32,8 @@ export interface OperatorProcess {
   readonly healthPort: number;
   readonly metricsPort: number;
   readonly ingestPort: number;
+  /** The admission webhook's HTTPS port (served with --webhook-enabled). */
+  readonly webhookPort: number;
   readonly logFile: string;
   logs(): string;
   metrics(): Promise<string>;
@@ -50,17 +52,20 @@ export async function startOperator(opts: {
   name: string;
   /** The gRPC ingest port (default: any free one; a restarted operator passes the same). */
   ingestPort?: number;
+  /** The webhook port (default: any free one; a restarted operator passes the same, as a Service would). */
+  webhookPort?: number;
 }): Promise<OperatorProcess> {
   const healthPort = await freePort();
   const metricsPort = await freePort();
   const ingestPort = opts.ingestPort ?? (await freePort());
+  const webhookPort = opts.webhookPort ?? (await freePort());
   const args = opts.args
     .filter((a) => !/^--(health|metrics|ingest|webhook)-addr=/.test(a))
     .concat([
       `--health-addr=127.0.0.1:${healthPort}`,
       `--metrics-addr=127.0.0.1:${metricsPort}`,
       `--ingest-addr=127.0.0.1:${ingestPort}`,
-      `--webhook-addr=127.0.0.1:0`,
+      `--webhook-addr=127.0.0.1:${webhookPort}`,
     ]);
   const logFile = join(opts.dir, `${opts.name}.log`);
   const fd = openSync(logFile, "a");
@@ -83,6 +88,7 @@ export async function startOperator(opts: {
     healthPort,
     metricsPort,
     ingestPort,
+    webhookPort,
     logFile,
     logs: () => readFileSync(logFile, "utf8"),
     metrics: async () => (await get(metricsPort, "/metrics")).text(),
