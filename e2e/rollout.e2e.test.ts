@@ -136,6 +136,7 @@ interface Condition {
   message: string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the shape it reads
 function getJson<T>(args: string[]): T | undefined {
   const r = kubectl(cp, ["get", ...args, "-o", "json"]);
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;

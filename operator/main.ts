@@ -217,9 +217,24 @@ function addRolloutGating(
   });
   manager.addInformer(deltas.informer);
   manager.addController(deltas.controller);
-  trusted.onChange(() => {
-    deltas.recheckAll();
-  });
+  // Re-check every attestation when the set of known keys changes (not on every gate edit), once per burst.
+  const keyIds = (): string =>
+    [...trusted.keys(), ...gateKeysOf.keys()]
+      .map((k) => k.keyid)
+      .sort()
+      .join(",");
+  let knownKeyIds = "";
+  let recheckQueued = false;
+  const recheckOnNewKeys = (): void => {
+    if (recheckQueued || keyIds() === knownKeyIds) return;
+    recheckQueued = true;
+    setImmediate(() => {
+      recheckQueued = false;
+      knownKeyIds = keyIds();
+      deltas.recheckAll();
+    });
+  };
+  trusted.onChange(recheckOnNewKeys);
   const rescore = (): void => {
     for (const name of store.refreshHotness(hotnessNow())) deltas.controller.enqueue(name);
   };
@@ -239,9 +254,7 @@ function addRolloutGating(
   });
   const g = gates;
   gateKeysOf.keys = () => g.keys();
-  gates.onChange(() => {
-    deltas.recheckAll();
-  });
+  gates.onChange(recheckOnNewKeys);
   manager.addInformer(gateKeys.informer);
   manager.addInformer(gates.informer);
   manager.addController(gates.controller);

@@ -169,7 +169,7 @@ export function checkDeltaAttestation(
       );
     }
     const forward = forwardOf(forwardName);
-    if (!forward?.check.manifest || forward.check.status === "False") {
+    if (!forward?.check.manifest || forward.check.known.invalid !== undefined) {
       const why = forward ? `it is not valid (${forward.check.message})` : "it does not exist";
       return result(
         "Unknown",

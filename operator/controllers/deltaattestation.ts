@@ -34,6 +34,7 @@ export class DeltaAttestationController {
   readonly #api: CustomObjectsApi;
   readonly #opts: DeltaAttestationControllerOptions;
   readonly #checks = new Map<string, DeltaCheck>();
+  readonly #checkedGeneration = new Map<string, number>();
   readonly #verifications: Counter<"result">;
   readonly #log: Logger;
 
@@ -59,6 +60,9 @@ export class DeltaAttestationController {
       logger: opts.logger,
     });
     this.informer.onChange((_type, key) => {
+      // Our own status writes come back as updates: the spec (generation) is what a check depends on.
+      const generation = this.informer.get(key)?.metadata.generation;
+      if (generation !== undefined && this.#checkedGeneration.get(key) === generation) return;
       this.#check(key);
       this.controller.enqueue(key);
       // Rollbacks of this one are checked against it.
@@ -95,9 +99,11 @@ export class DeltaAttestationController {
     const obj = this.informer.get(key);
     if (obj === undefined) {
       this.#checks.delete(key);
+      this.#checkedGeneration.delete(key);
       this.#opts.store.delete(key);
       return undefined;
     }
+    if (obj.metadata.generation !== undefined) this.#checkedGeneration.set(key, obj.metadata.generation);
     let check: DeltaCheck;
     try {
       check = checkDeltaAttestation(key, obj.spec, this.#opts.keys(), this.#forwardOf);

@@ -22,12 +22,21 @@ interface Entry {
 
 const pairKey = (base: string, target: string): string => `${base}>${target}`;
 
+function better(a: KnownDelta, b: KnownDelta): boolean {
+  if ((a.invalid === undefined) !== (b.invalid === undefined)) return a.invalid === undefined;
+  if (a.verifiedKeyids.length !== b.verifiedKeyids.length) {
+    return a.verifiedKeyids.length > b.verifiedKeyids.length;
+  }
+  return a.ref < b.ref;
+}
+
 export class DeltaStore implements DeltaLookup {
   readonly #policy: RiskPolicy;
   #hotness: HotnessLookup | undefined;
   readonly #byName = new Map<string, Entry>();
-  readonly #forward = new Map<string, string>();
-  readonly #rollback = new Map<string, string>();
+  /** Names per (base, target): two resources may claim the same pair (e.g. an old and a re-signed one). */
+  readonly #forward = new Map<string, Set<string>>();
+  readonly #rollback = new Map<string, Set<string>>();
 
   constructor(opts: { policy: RiskPolicy; hotness?: HotnessLookup }) {
     this.#policy = opts.policy;
@@ -44,7 +53,11 @@ export class DeltaStore implements DeltaLookup {
     const entry: Entry = { known, hotness: this.#hotnessOf(known) };
     entry.risk = this.#score(entry);
     this.#byName.set(known.ref, entry);
-    (rollback ? this.#rollback : this.#forward).set(pairKey(known.baseDigest, known.targetDigest), known.ref);
+    const pairs = rollback ? this.#rollback : this.#forward;
+    const key = pairKey(known.baseDigest, known.targetDigest);
+    const names = pairs.get(key) ?? new Set<string>();
+    names.add(known.ref);
+    pairs.set(key, names);
   }
 
   delete(name: string): void {
@@ -52,8 +65,11 @@ export class DeltaStore implements DeltaLookup {
     if (!e) return;
     this.#byName.delete(name);
     const key = pairKey(e.known.baseDigest, e.known.targetDigest);
-    if (this.#forward.get(key) === name) this.#forward.delete(key);
-    if (this.#rollback.get(key) === name) this.#rollback.delete(key);
+    for (const pairs of [this.#forward, this.#rollback]) {
+      const names = pairs.get(key);
+      names?.delete(name);
+      if (names?.size === 0) pairs.delete(key);
+    }
   }
 
   get(name: string): KnownDelta | undefined {
@@ -61,13 +77,21 @@ export class DeltaStore implements DeltaLookup {
   }
 
   forward(baseDigest: string, targetDigest: string): KnownDelta | undefined {
-    const name = this.#forward.get(pairKey(baseDigest, targetDigest));
-    return name === undefined ? undefined : this.#byName.get(name)?.known;
+    return this.#best(this.#forward.get(pairKey(baseDigest, targetDigest)));
   }
 
   rollback(fromDigest: string, toDigest: string): KnownDelta | undefined {
-    const name = this.#rollback.get(pairKey(fromDigest, toDigest));
-    return name === undefined ? undefined : this.#byName.get(name)?.known;
+    return this.#best(this.#rollback.get(pairKey(fromDigest, toDigest)));
+  }
+
+  /** Of several resources for one pair: a usable one, then the one more keys verified, then by name. */
+  #best(names: ReadonlySet<string> | undefined): KnownDelta | undefined {
+    let best: KnownDelta | undefined;
+    for (const name of names ?? []) {
+      const k = this.#byName.get(name)?.known;
+      if (k !== undefined && (best === undefined || better(k, best))) best = k;
+    }
+    return best;
   }
 
   risk(delta: KnownDelta): RiskResult | undefined {
