@@ -49,6 +49,7 @@ bench: build
 	node --expose-gc bench/hot-index.bench.ts
 	node bench/ingest.bench.ts
 	node bench/delta.bench.ts
+	node bench/webhook.bench.ts
 
 # Root: bpftrace and perf sample the whole machine; keep it otherwise idle while this runs (~2 min).
 .PHONY: bench-agent
