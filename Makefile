@@ -50,6 +50,7 @@ bench: build
 	node bench/ingest.bench.ts
 	node bench/delta.bench.ts
 	node bench/webhook.bench.ts
+	node bench/graph.bench.ts
 
 # Root: bpftrace and perf sample the whole machine; keep it otherwise idle while this runs (~2 min).
 .PHONY: bench-agent

@@ -6,6 +6,7 @@ import { registerAgent } from "./commands/agent.ts";
 import { registerAttest } from "./commands/attest.ts";
 import { registerDelta } from "./commands/delta.ts";
 import { registerFuncproof } from "./commands/funcproof.ts";
+import { registerGraph } from "./commands/graph.ts";
 import { registerKeygen } from "./commands/keygen.ts";
 import { registerScan } from "./commands/scan.ts";
 import { registerVex } from "./commands/vex.ts";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerAgent(program);
   registerVex(program);
   registerDelta(program);
+  registerGraph(program);
   return program;
 }
 
