@@ -5,7 +5,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 
-import { openArtifact } from "../../core/artifacts/artifact.ts";
+import { isElfHead, openArtifact } from "../../core/artifacts/artifact.ts";
+import { debPurls, isPurlSource } from "../../core/graph/purls.ts";
 import type { ByteSource } from "../../core/io/byte-source.ts";
 import { canonicalJson } from "../../core/canonical-json.ts";
 import type { PublicKey } from "../../core/dsse/keys.ts";
@@ -118,13 +119,27 @@ export async function buildCommand(artifacts: string[], opts: BuildOptions): Pro
   const proofInputs: { name: string; open: () => ByteSource }[] = [];
   try {
     for (const path of artifacts) {
-      const artifact = await openArtifact(path);
+      // ELF files, plus the dpkg database that names their packages (purls) in images and root filesystems.
+      const artifact = await openArtifact(path, { keep: (p, head) => isElfHead(head) || isPurlSource(p) });
       const single = artifact.kind === "elf";
+      const db = new Map<string, Uint8Array>();
       for (const file of artifact.files) {
+        if (single || !isPurlSource(file.path)) continue;
+        const src = file.open();
+        try {
+          db.set(file.path, src.read(0, src.size));
+        } finally {
+          src.close();
+        }
+      }
+      const purls = debPurls(db);
+      for (const file of artifact.files) {
+        if (!single && isPurlSource(file.path)) continue;
         const name = single ? basename(path) : file.path;
         const src = file.open();
         sources.push(src);
-        inputs.push({ file: name, bytes: src });
+        const purl = purls.get(file.path);
+        inputs.push({ file: name, bytes: src, ...(purl === undefined ? {} : { purl }) });
         proofInputs.push({ name, open: () => file.open() });
         const elf = ElfFile.open(src);
         const id = readBuildId(elf) ?? "";

@@ -2,7 +2,7 @@
 // sampling), verify offline, explain, revoke; determinism; tampering refused with what failed; FuncProof traces.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -36,7 +36,7 @@ function gcc(args: string[]): void {
 
 interface Graph {
   graph_hash: string;
-  nodes: { id: string; symbol: string; file: string }[];
+  nodes: { id: string; symbol: string; file: string; purl?: string }[];
   edges: { id: string; from: string; to: string; reason: string }[];
 }
 
@@ -300,6 +300,41 @@ describe("stella graph", () => {
     );
     assert.deepEqual(proofs["prog.funcproof.json"]?.traces, [trace.edge_list_hash]);
     assert.deepEqual(proofs["libt.so.funcproof.json"]?.traces, []);
+  });
+
+  it("in a root filesystem, dpkg names each binary's package: a call into another package is third-party, bundled", () => {
+    const root = join(dir, "rootfs");
+    mkdirSync(join(root, "usr/bin"), { recursive: true });
+    mkdirSync(join(root, "usr/lib/x86_64-linux-gnu"), { recursive: true });
+    mkdirSync(join(root, "var/lib/dpkg/info"), { recursive: true });
+    mkdirSync(join(root, "etc"), { recursive: true });
+    cpSync(join(dir, "prog"), join(root, "usr/bin/prog"));
+    cpSync(join(dir, "libt.so"), join(root, "usr/lib/x86_64-linux-gnu/libt.so"));
+    writeFileSync(join(root, "etc/os-release"), "ID=debian\n");
+    writeFileSync(
+      join(root, "var/lib/dpkg/status"),
+      "Package: app\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n\n" +
+        "Package: libt1\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.3+dfsg-1\n",
+    );
+    writeFileSync(join(root, "var/lib/dpkg/info/app.list"), "/usr/bin/prog\n");
+    writeFileSync(join(root, "var/lib/dpkg/info/libt1:amd64.list"), "/usr/lib/x86_64-linux-gnu/libt.so\n");
+    const built = build(join(dir, "cas-rootfs"), root);
+    const g = graphOf(built);
+    const libFn = g.nodes.find((n) => n.symbol === "lib_fn");
+    assert.equal(libFn?.purl, "pkg:deb/debian/libt1@2.3%2Bdfsg-1?arch=amd64");
+    assert.equal(g.nodes.find((n) => n.symbol === "main")?.purl, "pkg:deb/debian/app@1.0-1?arch=amd64");
+    const call = g.edges.find((e) => symbolOf(g, e.from) === "main" && symbolOf(g, e.to) === "lib_fn");
+    assert.equal(call?.reason, "third-party");
+    assert.ok(!g.nodes.some((n) => n.file.startsWith("/var/lib/dpkg")), "the database is not a binary");
+    const bundles = built.bundles.map(
+      (b) =>
+        JSON.parse(readFileSync(b.bundle, "utf8")) as {
+          bundle_reason: string;
+          edges: { edge_id: string; purl?: string }[];
+        },
+    );
+    const tp = bundles.find((b) => b.bundle_reason === "third-party");
+    assert.equal(tp?.edges.find((e) => e.edge_id === call?.id)?.purl, libFn?.purl);
   });
 
   it("sampled with the agent (real bpftrace), the call through the function pointer becomes a runtime edge, bundled", async () => {
