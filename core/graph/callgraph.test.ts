@@ -2,7 +2,7 @@
 // `<sym@plt>` stubs), `readelf -s/-r/-d/-n/-h/-S` (function ranges, GOT relocations, init arrays, build ids,
 // entry points, exports), on C programs and a shared library compiled here and on installed Debian libraries.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -128,8 +128,11 @@ interface Range {
   end: bigint;
 }
 
-/** Function ranges from readelf (.symtab, else .dynsym); size-0 symbols end at objdump's next label. */
-function rangesOf(path: string, listing: Listing): Range[] {
+/**
+ * Function ranges from readelf (.symtab, else .dynsym); size-0 symbols end at objdump's next label. `extra`:
+ * ranges of functions no symbol names (checked on their own by checkDiscovered).
+ */
+function rangesOf(path: string, listing: Listing, extra: readonly Range[] = []): Range[] {
   let funcs = definedFuncs(readelfSyms(path, ".symtab"));
   if (funcs.length === 0) funcs = definedFuncs(readelfSyms(path, ".dynsym"));
   const byStart = new Map<bigint, bigint>();
@@ -139,6 +142,7 @@ function rangesOf(path: string, listing: Listing): Range[] {
     const prev = byStart.get(f.value);
     if (prev === undefined || end > prev) byStart.set(f.value, end);
   }
+  for (const r of extra) byStart.set(r.start, r.end);
   return [...byStart].map(([start, end]) => ({ start, end })).sort((a, b) => (a.start < b.start ? -1 : 1));
 }
 
@@ -166,9 +170,10 @@ function containing(ranges: Range[], addr: bigint): Range | undefined {
 function expectedEdges(
   file: string,
   resolve: (sym: string) => string,
+  extra: readonly Range[] = [],
 ): { direct: Map<string, Set<string>>; imports: Map<string, Set<string>> } {
   const listing = objdump(file);
-  const ranges = rangesOf(file, listing);
+  const ranges = rangesOf(file, listing, extra);
   const slots = gotSlots(file);
   const direct = new Map<string, Set<string>>();
   const imports = new Map<string, Set<string>>();
@@ -247,7 +252,7 @@ function assertEdgesMatch(g: StaticGraph, files: string[]): { direct: number; im
       }
       return `ext:${file}:${sym}`;
     };
-    const e = expectedEdges(file, resolve);
+    const e = expectedEdges(file, resolve, discoveredRanges(g, file));
     for (const [k, v] of e.direct) want.direct.set(k, v);
     for (const [k, v] of e.imports) want.imports.set(k, v);
   }
@@ -258,6 +263,129 @@ function assertEdgesMatch(g: StaticGraph, files: string[]): { direct: number; im
   for (const [k, v] of want.direct) assert.deepEqual(got.direct.get(k), evidence(v), `evidence of ${k}`);
   for (const [k, v] of want.imports) assert.deepEqual(got.imports.get(k), evidence(v), `evidence of ${k}`);
   return { direct: want.direct.size, imports: want.imports.size };
+}
+
+/** The graph's `sub_<hex>` function nodes of `file` (functions no symbol names), as ranges. */
+function discoveredRanges(g: StaticGraph, file: string): Range[] {
+  return g.nodes
+    .filter((n) => n.file === file && n.kind === "function" && n.symbol.startsWith("sub_"))
+    .map((n) => ({ start: BigInt(n.address?.start ?? "0"), end: BigInt(n.address?.end ?? "0") }));
+}
+
+/**
+ * What the loader runs at exit: `.fini_array` entries (raw slots, or their RELATIVE relocation's addend) and
+ * DT_FINI, from readelf -S/-x/-r/-d.
+ */
+function finiEntries(path: string): bigint[] {
+  const out: bigint[] = [];
+  const m = /\.fini_array\s+\S+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)/.exec(run("readelf", ["-SW", path]));
+  if (m) {
+    const lo = BigInt(`0x${m[1] ?? ""}`);
+    const hi = lo + BigInt(`0x${m[2] ?? ""}`);
+    for (const r of run("readelf", ["-rW", path]).matchAll(
+      /^([0-9a-f]+)\s+[0-9a-f]+\s+R_X86_64_RELATIVE\s+([0-9a-f]+)$/gm,
+    )) {
+      const at = BigInt(`0x${r[1] ?? ""}`);
+      if (at >= lo && at < hi) out.push(BigInt(`0x${r[2] ?? ""}`));
+    }
+    for (const row of run("readelf", ["-x", ".fini_array", path]).matchAll(
+      /^\s+0x[0-9a-f]+ ((?:[0-9a-f]{8} ?)+)/gm,
+    )) {
+      const bytes = Buffer.from((row[1] ?? "").replace(/\s/g, ""), "hex");
+      for (let i = 0; i + 8 <= bytes.length; i += 8) out.push(bytes.readBigUInt64LE(i));
+    }
+  }
+  const dt = /\(FINI\)\s+0x([0-9a-f]+)/.exec(run("readelf", ["-dW", path]));
+  if (dt) out.push(BigInt(`0x${dt[1] ?? ""}`));
+  return out;
+}
+
+/** `.eh_frame` FDE ranges from `readelf --debug-dump=frames`, sorted. */
+function fdesOf(path: string): Range[] {
+  const out: Range[] = [];
+  // readelf exits 1 on a warning about some CFA instruction (libc.so.6), after printing every FDE.
+  const text = spawnSync("readelf", ["-wf", path], { encoding: "utf8", maxBuffer: 1 << 30 }).stdout;
+  for (const m of text.matchAll(/ FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)$/gm))
+    out.push({ start: BigInt(`0x${m[1] ?? ""}`), end: BigInt(`0x${m[2] ?? ""}`) });
+  return out.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+}
+
+/** Executable sections other than the PLTs, from `readelf -S`, with their file offsets. */
+function codeSections(path: string): (Range & { offset: number })[] {
+  const out: (Range & { offset: number })[] = [];
+  for (const m of run("readelf", ["-SW", path]).matchAll(
+    /^\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+(\S*X\S*)\s/gm,
+  )) {
+    if ([".plt", ".plt.sec", ".plt.got"].includes(m[1] ?? "")) continue;
+    const start = BigInt(`0x${m[2] ?? ""}`);
+    out.push({ start, end: start + BigInt(`0x${m[4] ?? ""}`), offset: parseInt(m[3] ?? "", 16) });
+  }
+  return out;
+}
+
+/**
+ * The discovered (`sub_<hex>`) functions of `file` against objdump, readelf -S (code sections) and readelf's
+ * FDEs: each lies in code and in no named function, is justified (a branch target or the start of the FDE
+ * holding one, the entry point, main or an init target), ends where the next function, its FDE or its section
+ * ends; and every `call` objdump shows into code outside the named functions lands on one's start (or in
+ * its FDE). Returns the number of discovered functions and of calls checked.
+ */
+function checkDiscovered(g: StaticGraph, file: string): { subs: number; calls: number } {
+  const listing = objdump(file);
+  const named = rangesOf(file, listing);
+  const fdes = fdesOf(file);
+  const secs = codeSections(file);
+  const fnNodes = g.nodes.filter((n) => n.file === file && n.kind === "function");
+  const subs = discoveredRanges(g, file).sort((a, b) => (a.start < b.start ? -1 : 1));
+  const subStarts = new Set(subs.map((r) => r.start));
+  const allStarts = fnNodes.map((n) => BigInt(n.address?.start ?? "0")).sort((a, b) => (a < b ? -1 : 1));
+  const inRange = (rs: Range[], a: bigint): Range | undefined => rs.find((r) => a >= r.start && a < r.end);
+  const fdeOf = (a: bigint): Range | undefined => containing(fdes, a);
+  const byId = new Map(g.nodes.map((n) => [n.id, n]));
+  const justified = new Set<bigint>();
+  const entry = /Entry point address:\s+0x([0-9a-f]+)/.exec(run("readelf", ["-hW", file]));
+  if (entry) justified.add(BigInt(`0x${entry[1] ?? ""}`));
+  for (const a of finiEntries(file)) justified.add(a);
+  for (const r of g.roots)
+    if (r.reason === "main") justified.add(BigInt(byId.get(r.node)?.address?.start ?? "0"));
+  for (const e of g.edges)
+    if (e.reason === "init-root") justified.add(BigInt(byId.get(e.to)?.address?.start ?? "0"));
+  const calls: bigint[] = [];
+  for (const insn of listing.insns) {
+    const br = /^(?:(?:bnd|notrack|addr32)\s+)*(call|jmp|j[a-z]{1,4})\s+([0-9a-f]+) </.exec(insn.text);
+    if (!br) continue;
+    const t = BigInt(`0x${br[2] ?? ""}`);
+    justified.add(t);
+    const f = fdeOf(t);
+    if (f) justified.add(f.start);
+    // Calls from the code of some function (named or discovered) into code outside the named functions.
+    if (br[1] !== "call" || listing.plt.has(t) || !inRange(secs, t) || containing(named, t)) continue;
+    if (containing(named, insn.addr) ?? containing(subs, insn.addr)) calls.push(t);
+  }
+  for (const r of subs) {
+    const start = hx(r.start);
+    const node = fnNodes.find((n) => n.address?.start === start);
+    assert.equal(node?.symbol, `sub_${start.slice(2)}`);
+    assert.ok(!containing(named, r.start), `${start} is in no named function`);
+    const sec = inRange(secs, r.start);
+    assert.ok(sec, `${start} is in a code section`);
+    assert.ok(
+      justified.has(r.start),
+      `${start}: a branch target, an FDE start, the entry, main, an init or fini`,
+    );
+    let end = sec.end;
+    const next = allStarts.find((s) => s > r.start);
+    if (next !== undefined && next < end) end = next;
+    const fde = fdeOf(r.start);
+    if (fde && fde.end < end) end = fde.end;
+    assert.equal(hx(r.end), hx(end), `end of ${start}`);
+  }
+  for (const t of calls) {
+    const f = fdeOf(t);
+    const s = f && !containing(named, f.start) && inRange(secs, f.start) === inRange(secs, t) ? f.start : t;
+    assert.ok(subStarts.has(s), `call target ${hx(t)} is discovered (at ${hx(s)})`);
+  }
+  return { subs: subs.length, calls: calls.length };
 }
 
 function input(file: string, purl?: string): StaticGraphInput {
@@ -364,6 +492,120 @@ describe("buildStaticGraph on programs compiled here", { skip: !haveGcc && "no g
     test(`${flavour}: the program alone (imports to external nodes)`, () => {
       const g = buildStaticGraph([input(prog(flavour))]);
       assertEdgesMatch(g, [prog(flavour)]);
+    });
+  }
+
+  for (const flavour of Object.keys(FLAVOURS)) {
+    test(`${flavour}, stripped: the discovered functions and their edges are the unstripped build's`, () => {
+      const p = prog(flavour);
+      const sp = `${p}.stripped`;
+      run("strip", ["-o", sp, p]);
+      assert.deepEqual(definedFuncs(readelfSyms(sp, ".symtab")), [], "no .symtab left");
+      const full = buildStaticGraph([input(p)]);
+      const bare = buildStaticGraph([input(sp)]);
+
+      // Oracle: the functions nm/readelf name in the unstripped build, reached from the entry point, main,
+      // the init and fini entries and the stripped build's .dynsym functions through objdump's direct
+      // branches.
+      const listing = objdump(p);
+      const ranges = rangesOf(p, listing);
+      const syms = readelfSyms(p, ".symtab");
+      const mainSym = syms.find((x) => x.name === "main" && x.type === "FUNC");
+      assert.ok(mainSym);
+      const entry = /Entry point address:\s+0x([0-9a-f]+)/.exec(run("readelf", ["-hW", p]));
+      assert.ok(entry);
+      const fullById = new Map(full.nodes.map((n) => [n.id, n]));
+      const seeds = [BigInt(`0x${entry[1] ?? ""}`), mainSym.value];
+      for (const e of full.edges)
+        if (e.reason === "init-root") seeds.push(BigInt(fullById.get(e.to)?.address?.start ?? "0"));
+      for (const x of definedFuncs(readelfSyms(sp, ".dynsym"))) seeds.push(x.value);
+      seeds.push(...finiEntries(p));
+      const reached = new Set<bigint>();
+      const work = seeds.map((a) => containing(ranges, a)).filter((r) => r !== undefined);
+      for (let r = work.pop(); r; r = work.pop()) {
+        if (reached.has(r.start)) continue;
+        reached.add(r.start);
+        for (const insn of listing.insns) {
+          if (insn.addr < r.start || insn.addr >= r.end) continue;
+          const br = /^(?:(?:bnd|notrack|addr32)\s+)*(call|jmp|j[a-z]{1,4})\s+([0-9a-f]+) </.exec(insn.text);
+          if (!br) continue;
+          const t = BigInt(`0x${br[2] ?? ""}`);
+          const to = listing.plt.has(t) ? undefined : containing(ranges, t);
+          if (to && (br[1] === "call" || to.start !== r.start)) work.push(to);
+        }
+      }
+      const starts = (g: StaticGraph): string[] =>
+        g.nodes
+          .filter((n) => n.kind === "function")
+          .map((n) => n.address?.start ?? "")
+          .sort();
+      assert.deepEqual(starts(bare), [...reached].map((a) => hx(a)).sort(), "functions reached");
+      assert.ok(reached.size < starts(full).length, "c (called through a pointer only) is not found");
+
+      // Each discovered function is the unstripped one: same id, named sub_<hex>; same range and bytes when
+      // an FDE bounds it (else it runs on to the next function found: crtstuff's frame_dummy over c).
+      const dynNames = new Set(definedFuncs(readelfSyms(sp, ".dynsym")).map((x) => hx(x.value)));
+      const fullAt = new Map(full.nodes.map((n) => [n.address?.start ?? n.id, n]));
+      const fdeStarts = new Set(fdesOf(sp).map((r) => hx(r.start)));
+      const secs = codeSections(sp);
+      const file = readFileSync(sp);
+      let bounded = 0;
+      for (const n of bare.nodes.filter((x) => x.kind === "function")) {
+        const start = n.address?.start ?? "";
+        const f = fullAt.get(start);
+        assert.ok(f, start);
+        assert.equal(n.id, f.id);
+        if (!dynNames.has(start)) assert.equal(n.symbol, `sub_${start.slice(2)}`);
+        if (fdeStarts.has(start) || dynNames.has(start)) {
+          bounded++;
+          assert.deepEqual(n.address, f.address, `range of ${f.symbol}`);
+          assert.equal(n.symbol_digest, f.symbol_digest, `bytes of ${f.symbol}`);
+          continue;
+        }
+        const [lo, hi] = [BigInt(start), BigInt(n.address?.end ?? "0")];
+        assert.ok(hi >= BigInt(f.address?.end ?? "0"), `${f.symbol} ends at or after its symbol's end`);
+        const sec = secs.find((x) => lo >= x.start && lo < x.end);
+        assert.ok(sec);
+        const off = sec.offset + Number(lo - sec.start);
+        const bytes = file.subarray(off, off + Number(hi - lo));
+        assert.equal(n.symbol_digest, `sha256:${createHash("sha256").update(bytes).digest("hex")}`);
+      }
+      assert.ok(bounded >= 10, `${bounded} functions bounded by their FDE`);
+
+      // Edges, by address: the unstripped graph's edges out of the functions found, evidence included.
+      const key = (g: StaticGraph): string[] => {
+        const byId = new Map(g.nodes.map((n) => [n.id, n]));
+        const k = (id: string): string => {
+          const n = byId.get(id);
+          return n?.kind === "function"
+            ? (n.address?.start ?? "")
+            : n?.kind === "external"
+              ? n.symbol
+              : "<init>";
+        };
+        return g.edges
+          .filter((e) => k(e.from) === "<init>" || reached.has(BigInt(k(e.from))))
+          .map((e) => `${k(e.from)} -> ${k(e.to)} ${e.reason} ${e.evidence.join(",")}`)
+          .sort();
+      };
+      const want = key(full);
+      assert.deepEqual(key(bare), want);
+      assert.ok(bare.edges.filter((e) => e.reason === "direct-call").length >= 7, JSON.stringify(want));
+
+      // Roots: the entry point, and main (found from _start's __libc_start_main call).
+      const roots = (g: StaticGraph, reason: string): string[] => {
+        const byId = new Map(g.nodes.map((n) => [n.id, n]));
+        return g.roots
+          .filter((r) => r.reason === reason)
+          .map((r) => byId.get(r.node)?.address?.start ?? r.node);
+      };
+      assert.deepEqual(roots(bare, "main"), [hx(mainSym.value)]);
+      assert.deepEqual(roots(bare, "entry"), [hx(BigInt(`0x${entry[1] ?? ""}`))]);
+      assert.deepEqual(
+        bare.warnings.filter((w) => w.includes("in no function")),
+        [],
+      );
+      checkDiscovered(bare, sp);
     });
   }
 
@@ -686,11 +928,14 @@ describe("buildStaticGraph on installed Debian libraries", () => {
       t.diagnostic(
         `${path}: ${g.nodes.length} nodes, ${g.edges.length} edges, ${g.warnings.length} warnings in ${ms.toFixed(0)} ms`,
       );
+      const d = checkDiscovered(g, path);
+      t.diagnostic(`discovered: ${d.subs} sub_ functions, ${d.calls} calls into unnamed code checked`);
       const n = assertEdgesMatch(g, [path]);
       t.diagnostic(`oracle: ${n.direct} direct-call, ${n.imports} plt edges`);
       assert.ok(n.imports > 0);
-      // Stripped: the function table is .dynsym, so calls into static functions have no target node.
-      assert.ok(g.warnings.some((w) => w.includes("in no function")));
+      // Stripped: the function table is .dynsym; the static functions calls reach are discovered.
+      assert.ok(d.subs > 0 && d.calls > 0);
+      assert.ok(n.direct > 0);
     });
   }
 });

@@ -4,14 +4,17 @@
  * the binaries' bytes, names and purls, never on the order they are given in.
  *
  * - Functions: functionRanges() (.symtab, else .dynsym); aliases at one start are one node, named by the
- *   exported alias, else the one without leading underscores, else the shortest.
+ *   exported alias, else the one without leading underscores, else the shortest. x86-64: plus the functions
+ *   no symbol names (stripped code, static functions of a .dynsym-only library), found as disassemblers do
+ *   and named `sub_<hex start>`: see discoverFunctions().
  * - direct-call: `call rel32`, and `jmp rel32/rel8` / `Jcc rel32/rel8` leaving the function (tail calls), to the
  *   function holding the target (a target in no function: warning, no edge). Indirect calls: no edge.
  * - plt: a call or jump to a PLT stub, or `call/jmp *slot(%rip)` through a JUMP_SLOT/GLOB_DAT GOT slot (-fno-plt),
  *   binds to: the importer's own export, then its DT_NEEDED libraries in order, then the other analysed
  *   binaries by file name (GNU versions respected); else `ext:<importer>:<symbol>`. IRELATIVE stubs (local
  *   IFUNCs) go to the resolver's function. Different purls on both ends make it `third-party`.
- * - Roots: `main`; the entry point's function; `<init>` per binary with init-root edges to .preinit_array /
+ * - Roots: `main` (stripped programs: the first argument of the entry code's __libc_start_main call); the
+ *   entry point's function; `<init>` per binary with init-root edges to .preinit_array /
  *   .init_array entries (slot value, or its RELATIVE / R_X86_64_64 relocation) and DT_INIT; the exported
  *   functions of shared libraries (ET_DYN without PT_INTERP, or with a DT_SONAME, as libc.so.6).
  *
@@ -20,7 +23,14 @@
 import { hash } from "node:crypto";
 
 import { x86InsnLength } from "../disasm/x86-64.ts";
-import { SHN_LORESERVE, SHN_UNDEF, STT_FUNC, STT_GNU_IFUNC } from "../elf/constants.ts";
+import {
+  SHF_EXECINSTR,
+  SHN_LORESERVE,
+  SHN_UNDEF,
+  SHT_NOBITS,
+  STT_FUNC,
+  STT_GNU_IFUNC,
+} from "../elf/constants.ts";
 import { ElfFile, type Section } from "../elf/elf-file.ts";
 import { ElfError } from "../elf/errors.ts";
 import { FieldReader, cString } from "../elf/fields.ts";
@@ -45,7 +55,7 @@ import {
   type GraphRoot,
   type RichGraphBody,
 } from "./model.ts";
-import { gotSymbols, pltStubs, type GotSymbol } from "./plt.ts";
+import { gotSymbols, PLT_SECTIONS, pltStubs, type GotSymbol } from "./plt.ts";
 
 export interface StaticGraphInput {
   /** Path of the binary as it should appear in the graph (or the path inside an image). */
@@ -94,10 +104,12 @@ const STB_GLOBAL = 1;
 const STB_WEAK = 2;
 const SHT_DYNAMIC = 6;
 const SHT_INIT_ARRAY = 14;
+const SHT_FINI_ARRAY = 15;
 const SHT_PREINIT_ARRAY = 16;
 const DT_NULL = 0;
 const DT_NEEDED = 1;
 const DT_INIT = 12;
+const DT_FINI = 13;
 const DT_SONAME = 14;
 
 interface Fn {
@@ -136,6 +148,12 @@ interface Bin {
   relocs: RelocationSection[];
   dynsym: ElfSymbol[];
   initAddrs: { addr: number; what: string }[];
+  /** `.fini_array` entries and DT_FINI: no edges, only seeds for function discovery. */
+  finiAddrs: number[];
+  /** x86-64: PLT stubs and GOT slots (read before function discovery). */
+  imports?: Imports;
+  /** main found through the entry code's __libc_start_main call (stripped programs). */
+  mainAddr?: number;
   warnings: string[];
 }
 
@@ -205,6 +223,7 @@ function openBinary(input: StaticGraphInput): Bin {
     relocs: [],
     dynsym: [],
     initAddrs: [],
+    finiAddrs: [],
     warnings: [],
   };
   if (input.purl !== undefined) bin.purl = input.purl;
@@ -290,7 +309,7 @@ function fnAt(bin: Bin, addr: number): Fn | undefined {
   return f && addr < f.end ? f : undefined;
 }
 
-/** DT_NEEDED, DT_SONAME and DT_INIT from the SHT_DYNAMIC section. */
+/** DT_NEEDED, DT_SONAME, DT_INIT and DT_FINI from the SHT_DYNAMIC section. */
 function readDynamic(bin: Bin): void {
   const elf = bin.elf;
   const sec = elf.sections().find((s) => s.type === SHT_DYNAMIC);
@@ -312,18 +331,24 @@ function readDynamic(bin: Bin): void {
       else bin.soname = name;
     } else if (tag === DT_INIT && val !== 0n) {
       bin.initAddrs.push({ addr: Number(val), what: "DT_INIT" });
+    } else if (tag === DT_FINI && val !== 0n) {
+      bin.finiAddrs.push(Number(val));
     }
   }
 }
 
-/** `.preinit_array` / `.init_array` entries: the pointer, or the relocation that fills the slot at load time. */
+/**
+ * `.preinit_array` / `.init_array` (and `.fini_array`) entries: the pointer, or the relocation that fills the
+ * slot at load time.
+ */
 function readInitArrays(bin: Bin): void {
   const elf = bin.elf;
   const byOffset = new Map<bigint, Relocation>();
   for (const rs of bin.relocs) for (const r of rs.relocations) byOffset.set(r.offset, r);
   const ptr = elf.is64 ? 8 : 4;
   for (const sec of elf.sections()) {
-    if (sec.type !== SHT_INIT_ARRAY && sec.type !== SHT_PREINIT_ARRAY) continue;
+    if (sec.type !== SHT_INIT_ARRAY && sec.type !== SHT_PREINIT_ARRAY && sec.type !== SHT_FINI_ARRAY)
+      continue;
     const r = new FieldReader(elf.sectionData(sec), sec.offset, elf.littleEndian, elf.name);
     for (let b = 0; b + ptr <= r.bytes.length; b += ptr) {
       const slot = sec.addr + BigInt(b);
@@ -335,7 +360,8 @@ function readInitArrays(bin: Bin): void {
       else if (rel?.type === R_X86_64_64) continue; // resolved against another object at load time
       // 0 and -1 are the old .ctors terminators, not functions.
       if (value === 0n || value === (elf.is64 ? 0xffffffffffffffffn : 0xffffffffn)) continue;
-      bin.initAddrs.push({ addr: Number(value), what: `${sec.name}[${b / ptr}]` });
+      if (sec.type === SHT_FINI_ARRAY) bin.finiAddrs.push(Number(value));
+      else bin.initAddrs.push({ addr: Number(value), what: `${sec.name}[${b / ptr}]` });
     }
   }
 }
@@ -357,8 +383,12 @@ interface Imports {
  * Walks every function's instructions once; calls `site` for each direct call (E8), direct jump leaving the
  * function (E9, EB, Jcc), and `call/jmp *disp32(%rip)` (a GOT slot: -fno-plt imports).
  */
-function decodeFunctions(bin: Bin, site: (fn: Fn, kind: number, at: number, target: number) => void): void {
-  for (const fn of bin.fns) {
+function decodeFunctions(
+  bin: Bin,
+  fns: readonly Fn[],
+  site: (fn: Fn, kind: number, at: number, target: number) => void,
+): void {
+  for (const fn of fns) {
     const code = bin.elf.sectionData(fn.section);
     const base = fn.start - fn.at; // address of code[0]
     const end = Math.min(fn.at + (fn.end - fn.start), code.length);
@@ -388,6 +418,299 @@ function readI32(code: Uint8Array, at: number): number {
   return (
     (code[at] ?? 0) | ((code[at + 1] ?? 0) << 8) | ((code[at + 2] ?? 0) << 16) | ((code[at + 3] ?? 0) << 24)
   );
+}
+
+/** `.eh_frame` FDE ranges [start, end), sorted by start: the extent of the functions they describe. */
+interface FdeTable {
+  starts: Float64Array;
+  ends: Float64Array;
+}
+
+const DW_EH_PE_omit = 0xff;
+
+/**
+ * The FDEs of `.eh_frame` (pc_begin, pc_range), for the pointer encodings compilers emit (absptr,
+ * udata/sdata 2/4/8, pcrel). FDEs with other encodings, and a malformed section's remainder, are skipped.
+ */
+function readFdes(bin: Bin): FdeTable {
+  const elf = bin.elf;
+  const sec = elf.sections().find((s) => s.name === ".eh_frame" && s.type !== SHT_NOBITS);
+  const pairs: [number, number][] = [];
+  if (sec && elf.littleEndian && elf.is64) {
+    const d = elf.sectionData(sec);
+    const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+    const secAddr = Number(sec.addr);
+    const cieEnc = new Map<number, number>(); // CIE offset → FDE pointer encoding
+    const uleb = (p: { at: number }): number => {
+      let v = 0;
+      let mul = 1;
+      for (;;) {
+        const b = d[p.at++] ?? 0;
+        v += (b & 0x7f) * mul;
+        mul *= 128;
+        if (b < 0x80 || p.at >= d.length) return v;
+      }
+    };
+    const ptr = (p: { at: number }, enc: number, withApp: boolean): number | undefined => {
+      const fmt = enc & 0x0f;
+      const here = secAddr + p.at;
+      let v: number;
+      if (fmt === 0x00 || fmt === 0x04 || fmt === 0x0c) {
+        if (p.at + 8 > d.length) return undefined;
+        v = Number(fmt === 0x0c ? dv.getBigInt64(p.at, true) : dv.getBigUint64(p.at, true));
+        p.at += 8;
+      } else if (fmt === 0x03 || fmt === 0x0b) {
+        if (p.at + 4 > d.length) return undefined;
+        v = fmt === 0x0b ? dv.getInt32(p.at, true) : dv.getUint32(p.at, true);
+        p.at += 4;
+      } else if (fmt === 0x02 || fmt === 0x0a) {
+        if (p.at + 2 > d.length) return undefined;
+        v = fmt === 0x0a ? dv.getInt16(p.at, true) : dv.getUint16(p.at, true);
+        p.at += 2;
+      } else return undefined;
+      if (!withApp) return v;
+      const app = enc & 0x70;
+      if (enc & 0x80) return undefined; // indirect
+      if (app === 0x10) return v + here;
+      return app === 0 ? v : undefined;
+    };
+    let off = 0;
+    while (off + 4 <= d.length) {
+      let len = dv.getUint32(off, true);
+      let hdr = 4;
+      if (len === 0) break; // terminator
+      if (len === 0xffffffff) {
+        if (off + 12 > d.length) break;
+        len = Number(dv.getBigUint64(off + 4, true));
+        hdr = 12;
+      }
+      const body = off + hdr;
+      const next = body + len;
+      if (next > d.length || len < 4) break;
+      const id = dv.getUint32(body, true);
+      if (id === 0) {
+        // CIE: version, augmentation string, code/data alignment, return register, augmentation data.
+        const p = { at: body + 4 };
+        const version = d[p.at++] ?? 0;
+        const augStart = p.at;
+        while (p.at < next && d[p.at] !== 0) p.at++;
+        const aug = String.fromCharCode(...d.subarray(augStart, p.at));
+        p.at++;
+        let enc = 0; // absptr by default
+        if (aug.includes("eh")) p.at += 8;
+        uleb(p);
+        uleb(p); // sleb: only skipped
+        if (version === 1) p.at++;
+        else uleb(p);
+        if (aug.startsWith("z")) {
+          uleb(p);
+          for (const c of aug.slice(1)) {
+            if (c === "R") enc = d[p.at++] ?? 0;
+            else if (c === "L") p.at++;
+            else if (c === "P") {
+              const penc = d[p.at++] ?? 0;
+              if (ptr(p, penc & 0x0f, false) === undefined) break;
+            } else if (c !== "S" && c !== "B") break;
+          }
+        }
+        cieEnc.set(off, enc);
+      } else {
+        const enc = cieEnc.get(body - id);
+        if (enc !== undefined && enc !== DW_EH_PE_omit) {
+          const p = { at: body + 4 };
+          const start = ptr(p, enc, true);
+          const range = ptr(p, enc & 0x0f, false);
+          if (start !== undefined && range !== undefined && range > 0) pairs.push([start, start + range]);
+        }
+      }
+      off = next;
+    }
+  }
+  pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return { starts: Float64Array.from(pairs, (x) => x[0]), ends: Float64Array.from(pairs, (x) => x[1]) };
+}
+
+/** The FDE holding `addr`: its index, -1 when none. */
+function fdeAt(fdes: FdeTable, addr: number): number {
+  const i = findFn(fdes.starts, addr);
+  return i >= 0 && addr < (fdes.ends[i] ?? 0) ? i : -1;
+}
+
+/**
+ * main, from a program's entry code: the `%rdi` argument (`lea main(%rip)`, `mov $main`, or a load from a
+ * GOT slot with a RELATIVE relocation) of its first call when that call goes to __libc_start_main.
+ */
+function findMain(bin: Bin, imports: Imports, entry: number, secs: readonly Section[]): number | undefined {
+  const sec = secs.find((s) => entry >= Number(s.addr) && entry < Number(s.addr) + s.size);
+  if (!sec) return undefined;
+  const code = bin.elf.sectionData(sec);
+  const base = Number(sec.addr);
+  let rdi: number | undefined;
+  let slotOf: Map<number, bigint> | undefined;
+  const slotValue = (slot: number): number | undefined => {
+    if (!slotOf) {
+      slotOf = new Map();
+      for (const rs of bin.relocs)
+        for (const r of rs.relocations)
+          if (r.type === R_X86_64_RELATIVE) slotOf.set(Number(r.offset), BigInt.asUintN(64, r.addend));
+          else if (r.symbolValue !== undefined && r.symbolValue !== 0n)
+            slotOf.set(Number(r.offset), BigInt.asUintN(64, r.symbolValue + r.addend));
+    }
+    const v = slotOf.get(slot);
+    return v === undefined ? undefined : Number(v);
+  };
+  for (let p = entry - base, n = 0; p < code.length && n < 32; n++) {
+    const stop = p + x86InsnLength(code, p);
+    let q = p;
+    while (q < stop && PREFIX[code[q] ?? 0] === 1 && code[q] !== 0x48) q++;
+    const b0 = code[q] ?? 0;
+    const b1 = code[q + 1] ?? 0;
+    const b2 = code[q + 2] ?? 0;
+    const next = base + stop;
+    if (b0 === 0x48 && b1 === 0x8d && b2 === 0x3d && q + 7 === stop) rdi = next + readI32(code, q + 3);
+    else if (b0 === 0x48 && b1 === 0xc7 && b2 === 0xc7 && q + 7 === stop) rdi = readI32(code, q + 3);
+    else if (b0 === 0x48 && b1 === 0x8b && b2 === 0x3d && q + 7 === stop)
+      rdi = slotValue(next + readI32(code, q + 3));
+    else if (b0 === 0xe8 || b0 === 0xff) {
+      let g: GotSymbol | undefined;
+      if (b0 === 0xe8 && q + 5 === stop) g = imports.stubs.get(next + readI32(code, q + 1));
+      else if (b0 === 0xff && b1 === 0x15 && q + 6 === stop)
+        g = imports.slots.get(next + readI32(code, q + 2));
+      else if (b0 === 0xff && (b1 & 0x38) !== 0x10) {
+        p = stop;
+        continue;
+      }
+      return g?.symbol === "__libc_start_main" ? rdi : undefined;
+    } else if (b0 === 0xc3 || b0 === 0xf4 || b0 === 0xe9 || b0 === 0xeb) return undefined;
+    p = stop;
+  }
+  return undefined;
+}
+
+/**
+ * Functions no symbol names (disassemblers' `sub_<addr>`), added to bin.fns. Seeds, when in an executable
+ * non-PLT section and in no named function: direct-call targets; targets of jumps leaving the jumping
+ * function's (provisional) range or landing in another function's FDE (tail calls, `.cold` parts); the entry
+ * point, main (see findMain), the init and fini entries. A target inside an `.eh_frame` FDE that starts before
+ * it seeds the FDE's start instead. Named functions, then each batch of discovered ones, are decoded until no
+ * new seed appears (a fixed point; batches in address order: deterministic). A discovered function ends at
+ * the next function start in its section, at the end of the FDE holding its start, or at the section's end,
+ * whichever comes first; without an FDE it may run over code found by no seed (reached only through
+ * pointers).
+ */
+function discoverFunctions(bin: Bin, imports: Imports): void {
+  const secs = bin.elf
+    .sections()
+    .filter(
+      (s) =>
+        s.type !== SHT_NOBITS &&
+        (s.flags & BigInt(SHF_EXECINSTR)) !== 0n &&
+        s.size > 0 &&
+        !PLT_SECTIONS.includes(s.name),
+    )
+    .sort((a, b) => (a.addr < b.addr ? -1 : 1));
+  if (secs.length === 0) return;
+  const secStarts = Float64Array.from(secs, (s) => Number(s.addr));
+  const secAt = (addr: number): Section | undefined => {
+    const s = secs[findFn(secStarts, addr)];
+    return s && addr < Number(s.addr) + s.size ? s : undefined;
+  };
+  const fdes = readFdes(bin);
+  const named = bin.fns;
+  const namedStarts = bin.starts;
+  const found = new Set<number>();
+  let pending = new Set<number>();
+  /** The start to discover for a target, undefined when it needs none. */
+  const seedOf = (t: number): number | undefined => {
+    if (!Number.isSafeInteger(t) || imports.stubs.has(t)) return undefined;
+    const f = named[findFn(namedStarts, t)];
+    if (f && t < f.end) return undefined;
+    if (!secAt(t)) return undefined;
+    const i = fdeAt(fdes, t);
+    const s = i >= 0 ? (fdes.starts[i] ?? t) : t;
+    if (s !== t) {
+      const g = named[findFn(namedStarts, s)];
+      if ((g && s < g.end) || secAt(s) !== secAt(t)) return t;
+    }
+    return s;
+  };
+  const seed = (t: number): void => {
+    const s = seedOf(t);
+    if (s !== undefined && !found.has(s)) pending.add(s);
+  };
+  const entry = Number(bin.elf.header.entry);
+  if (entry !== 0) {
+    seed(entry);
+    const isProgram = bin.elf.programHeaders().some((p) => p.type === PT_INTERP);
+    const main = isProgram ? findMain(bin, imports, entry, secs) : undefined;
+    if (main !== undefined && secAt(main)) {
+      bin.mainAddr = main;
+      seed(main);
+    }
+  }
+  for (const { addr } of bin.initAddrs) seed(addr);
+  for (const addr of bin.finiAddrs) seed(addr);
+
+  let all: Fn[] = named;
+  let allStarts = namedStarts;
+  const collect = (fn: Fn, kind: number, _at: number, target: number): void => {
+    if (kind === K_CALL || (kind === K_JUMP && (target < fn.start || target >= fn.end))) {
+      seed(target);
+    } else if (kind === K_JUMP) {
+      // Inside the provisional range but in another function's FDE: a tail call to a function not found yet.
+      const i = fdeAt(fdes, target);
+      if (i >= 0 && !(fn.start >= (fdes.starts[i] ?? 0) && fn.start < (fdes.ends[i] ?? 0))) seed(target);
+    }
+  };
+  const rebuild = (): Fn[] => {
+    const starts = [...namedStarts, ...found].sort((a, b) => a - b);
+    const fresh: Fn[] = [];
+    const merged: Fn[] = [];
+    let ni = 0;
+    for (let k = 0; k < starts.length; k++) {
+      const s = starts[k] ?? 0;
+      const nf = named[ni];
+      if (nf?.start === s) {
+        merged.push(nf);
+        ni++;
+        continue;
+      }
+      const sec = secAt(s);
+      if (!sec) continue;
+      let end = Number(sec.addr) + sec.size;
+      const nxt = starts[k + 1];
+      if (nxt !== undefined && nxt < end) end = nxt;
+      const i = fdeAt(fdes, s);
+      if (i >= 0) end = Math.min(end, fdes.ends[i] ?? end);
+      const symbol = `sub_${s.toString(16)}`;
+      const fn: Fn = {
+        start: s,
+        end,
+        names: [symbol],
+        symbol,
+        section: sec,
+        at: s - Number(sec.addr),
+        id: nodeId("function", bin.key, hex(s)),
+      };
+      merged.push(fn);
+      fresh.push(fn);
+    }
+    all = merged;
+    allStarts = Float64Array.from(merged, (f) => f.start);
+    return fresh;
+  };
+  decodeFunctions(bin, named, collect);
+  while (pending.size > 0) {
+    const batch = pending;
+    pending = new Set();
+    for (const s of batch) found.add(s);
+    const fresh = rebuild().filter((f) => batch.has(f.start));
+    decodeFunctions(bin, fresh, collect);
+  }
+  if (found.size === 0) return;
+  rebuild();
+  bin.fns = all;
+  bin.starts = allStarts;
 }
 
 /** Builds the static graph of `binaries`. Throws (an ElfError naming the file) on a malformed ELF file. */
@@ -437,6 +760,20 @@ export function buildStaticGraph(
 
   for (const bin of bins) {
     const x86 = bin.elf.header.machine === EM_X86_64;
+    if (x86) {
+      bin.relocs = readRelocationSections(bin.elf, { dynsym: bin.dynsym });
+      const imports: Imports = { stubs: new Map(), slots: new Map() };
+      for (const s of pltStubs(bin.elf, bin.relocs)) {
+        const g: GotSymbol = { symbol: s.symbol };
+        if (s.version !== undefined) g.version = s.version;
+        if (s.resolver !== undefined) g.resolver = s.resolver;
+        imports.stubs.set(Number(s.address), g);
+      }
+      for (const [slot, g] of gotSymbols(bin.relocs)) imports.slots.set(Number(slot), g);
+      bin.imports = imports;
+      readInitArrays(bin);
+      discoverFunctions(bin, imports);
+    }
     // Nodes.
     for (const fn of bin.fns) {
       const size = fn.end - fn.start;
@@ -467,6 +804,10 @@ export function buildStaticGraph(
 
     // Roots.
     for (const fn of bin.fns) if (fn.names.includes("main")) addRoot(fn.id, "main");
+    if (bin.mainAddr !== undefined) {
+      const fn = fnAt(bin, bin.mainAddr);
+      if (fn?.start === bin.mainAddr) addRoot(fn.id, "main");
+    }
     // A shared library: ET_DYN without an interpreter, or with a DT_SONAME (libc.so.6 has both: it runs).
     const isLibrary =
       bin.elf.header.type === ET_DYN &&
@@ -489,15 +830,10 @@ export function buildStaticGraph(
   // Edges (x86-64).
   for (const bin of bins) {
     if (bin.elf.header.machine !== EM_X86_64) continue;
-    bin.relocs = readRelocationSections(bin.elf, { dynsym: bin.dynsym });
-    const imports: Imports = { stubs: new Map(), slots: new Map() };
-    for (const s of pltStubs(bin.elf, bin.relocs)) {
-      const g: GotSymbol = { symbol: s.symbol };
-      if (s.version !== undefined) g.version = s.version;
-      if (s.resolver !== undefined) g.resolver = s.resolver;
-      imports.stubs.set(Number(s.address), g);
-    }
-    for (const [slot, g] of gotSymbols(bin.relocs)) imports.slots.set(Number(slot), g);
+    const imports = bin.imports ?? {
+      stubs: new Map<number, GotSymbol>(),
+      slots: new Map<number, GotSymbol>(),
+    };
     const resolved = new Map<GotSymbol, { to: string; reason: EdgeReason }>();
     const resolvedByName = new Map<string, { to: string; reason: EdgeReason }>();
     const unresolved = new Map<number, number>(); // target → first site
@@ -520,7 +856,7 @@ export function buildStaticGraph(
       addEdge(fn.id, r.to, r.reason, at);
     };
 
-    decodeFunctions(bin, (fn, kind, at, target) => {
+    decodeFunctions(bin, bin.fns, (fn, kind, at, target) => {
       if (kind === K_GOT) {
         const g = imports.slots.get(target);
         if (g) importEdge(fn, g, at);
@@ -547,7 +883,6 @@ export function buildStaticGraph(
     }
 
     // Init roots.
-    readInitArrays(bin);
     const initId = nodeId("synthetic", bin.key, "");
     for (const { addr, what } of bin.initAddrs) {
       const fn = fnAt(bin, addr);
