@@ -12,6 +12,7 @@ import { parseAllDocuments, stringify } from "yaml";
 
 import { startControlPlane, type ControlPlane } from "./harness/control-plane.ts";
 import { toolPath } from "./harness/tools.ts";
+import { applyOperatorIdentity } from "./helpers/chart.ts";
 import { installCrds, kubectl, kubectlOk } from "./helpers/kubectl.ts";
 import { eventually, startOperator, type OperatorProcess } from "./helpers/operator-process.ts";
 
@@ -144,34 +145,11 @@ describe("chart and operator on a real API server", () => {
 
   it("the operator's ServiceAccount has the chart's permissions and no more", async () => {
     // Apply what the operator's identity consists of; pods never run here (no kubelet).
-    const identity = manifests.filter((m) =>
-      ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(m.kind),
-    );
-    kubectlOk(
-      cp,
-      ["apply", "--server-side", "-n", NS, "-f", "-"],
-      identity.map((m) => stringify(m)).join("---\n"),
-    );
-    const dep = manifests.find((m) => m.kind === "Deployment") as unknown as {
-      spec: {
-        template: {
-          spec: {
-            serviceAccountName: string;
-            containers: { args: string[]; env: { name: string; value?: string }[] }[];
-          };
-        };
-      };
-    };
-    const pod = dep.spec.template.spec;
-    const c = pod.containers[0]!;
-    deployment = {
-      args: c.args,
-      env: Object.fromEntries(c.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value!])),
-    };
-    const kc = await cp.serviceAccountKubeConfig(NS, pod.serviceAccountName);
+    const op = await applyOperatorIdentity(cp, NS, manifests);
+    deployment = { args: op.args, env: op.env };
     saKubeconfig = join(work, "operator.kubeconfig");
-    writeFileSync(saKubeconfig, kc.exportConfig());
-    const sa = `system:serviceaccount:${NS}:${pod.serviceAccountName}`;
+    writeFileSync(saKubeconfig, op.kubeConfig.exportConfig());
+    const sa = `system:serviceaccount:${NS}:${op.serviceAccount}`;
     const can = (...args: string[]): string =>
       kubectl(cp, ["auth", "can-i", "--as", sa, ...args]).stdout.trim();
     assert.equal(can("patch", "funcproofs.evidence.stella-ops.org", "--subresource=status"), "yes");

@@ -17,7 +17,7 @@ import { Shipper } from "../agent/ship/shipper.ts";
 import { DEFAULT_POLICY } from "../core/risk/policy.ts";
 import { deltaRisk, withHotness, type ScoreInputs } from "../core/risk/score.ts";
 import { startControlPlane, type ControlPlane } from "./harness/control-plane.ts";
-import { renderChart, type K8sObject } from "./helpers/chart.ts";
+import { applyOperatorIdentity, renderChart, type K8sObject } from "./helpers/chart.ts";
 import { installCrds, kubectl, kubectlOk } from "./helpers/kubectl.ts";
 import { eventually, startOperator, type OperatorProcess } from "./helpers/operator-process.ts";
 
@@ -274,30 +274,9 @@ before(async () => {
 
   // The chart's identity (RBAC) and the operator's command line and environment, as rendered.
   const manifests = renderChart(NS);
-  const identity = manifests.filter((m) =>
-    ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(m.kind),
-  );
-  kubectlOk(
-    cp,
-    ["apply", "--server-side", "-n", NS, "-f", "-"],
-    identity.map((m) => stringify(m)).join("---\n"),
-  );
-  const dep = manifests.find((m) => m.kind === "Deployment") as unknown as {
-    spec: {
-      template: {
-        spec: {
-          serviceAccountName: string;
-          containers: { args: string[]; env: { name: string; value?: string }[] }[];
-        };
-      };
-    };
-  };
-  const pod = dep.spec.template.spec;
-  const c = pod.containers[0];
-  assert.ok(c);
-  const kc = await cp.serviceAccountKubeConfig(NS, pod.serviceAccountName);
+  const chartOperator = await applyOperatorIdentity(cp, NS, manifests);
   const kubeconfigPath = join(work, "operator.kubeconfig");
-  writeFileSync(kubeconfigPath, kc.exportConfig());
+  writeFileSync(kubeconfigPath, chartOperator.kubeConfig.exportConfig());
 
   // The chart's ValidatingWebhookConfiguration, called by URL on loopback and failing closed (so "webhook
   // down" is observable). The operator patches its caBundle.
@@ -316,8 +295,8 @@ before(async () => {
   startArgs = {
     kubeconfigPath,
     // The write-ahead log in this run's directory (the chart's path is a volume in the pod).
-    args: [...c.args, "--webhook-cert-extra-sans=127.0.0.1", `--wal-dir=${join(work, "wal")}`],
-    env: Object.fromEntries(c.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value ?? ""])),
+    args: [...chartOperator.args, "--webhook-cert-extra-sans=127.0.0.1", `--wal-dir=${join(work, "wal")}`],
+    env: chartOperator.env,
     dir: work,
     name: "operator",
     webhookPort,

@@ -3,6 +3,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import canonicalize from "canonicalize";
 
 import { StellaError } from "../errors.ts";
+import { describe, isObject } from "../json-shape.ts";
 
 /**
  * The DSSE JSON envelope (https://github.com/secure-systems-lab/dsse/blob/master/envelope.md):
@@ -90,17 +91,6 @@ export function base64Field(text: string, where: string): Uint8Array {
   const bytes = decodeBase64(text);
   if (bytes === undefined) throw new DsseError("DSSE_BAD_BASE64", `${where}: not valid base64`);
   return bytes;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  const type = typeof value;
-  return type === "object" || type === "undefined" ? `an ${type}` : `a ${type}`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function malformed(where: string, what: string): DsseError {

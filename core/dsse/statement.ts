@@ -1,6 +1,7 @@
 import canonicalize from "canonicalize";
 
 import { StellaError } from "../errors.ts";
+import { describe, isObject } from "../json-shape.ts";
 
 /** DSSE payloadType for in-toto attestations. */
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -30,17 +31,6 @@ export class StatementError extends StellaError<StatementErrorCode> {}
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const HEX = /^[0-9a-f]+$/;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  const type = typeof value;
-  return type === "object" || type === "undefined" ? `an ${type}` : `a ${type}`;
-}
 
 function checkSubject(value: unknown, where: string): Subject {
   if (!isObject(value))

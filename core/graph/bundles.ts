@@ -7,6 +7,7 @@ import { canonicalJson } from "../canonical-json.ts";
 import { StellaError } from "../errors.ts";
 import { EDGE_REASONS, MAX_BUNDLE_EDGES, type EdgeReason, type GraphEdge, type RichGraph } from "./model.ts";
 import { compareStrings } from "./richgraph.ts";
+import { describe, isObject } from "../json-shape.ts";
 
 export const EDGE_BUNDLE_SCHEMA = "richgraph-edges-v1";
 
@@ -235,17 +236,6 @@ export function revokeEdges(graph: RichGraph, edgeIds: readonly string[], base?:
 /** The bundle file: RFC 8785 canonical JSON (bundle_id included), no trailing newline. */
 export function bundleBytes(bundle: EdgeBundle): Uint8Array {
   return Buffer.from(canonicalJson(bundle), "utf8");
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  const type = typeof value;
-  return type === "object" || type === "undefined" ? `an ${type}` : `a ${type}`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Largest bundle file read: 512 edges with 16 evidence hashes each and long ids fit well within it. */

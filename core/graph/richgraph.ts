@@ -23,6 +23,7 @@ import {
   type RichGraphBody,
   type RootReason,
 } from "./model.ts";
+import { describe, isObject } from "../json-shape.ts";
 
 // One hasher for the module: hash-wasm instantiates its WASM asynchronously, once; hashing is then synchronous.
 const BLAKE3 = await Blake3.create();
@@ -84,17 +85,6 @@ function sha256Hex(bytes: Uint8Array | string): string {
 
 // ---------------------------------------------------------------------------------------------------------
 // Shape validation of untrusted values (parseGraph) and of in-memory bodies (finalizeGraph).
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  const type = typeof value;
-  return type === "object" || type === "undefined" ? `an ${type}` : `a ${type}`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 class Checker {
   readonly file: string;

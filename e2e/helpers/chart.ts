@@ -76,3 +76,53 @@ export async function applyAgentIdentity(
     manifests,
   };
 }
+
+/** The operator as the chart's Deployment runs it: its command line, environment and ServiceAccount. */
+export interface OperatorIdentity {
+  args: string[];
+  /** Literal env values (fieldRef ones, e.g. STELLA_NAMESPACE, fall back to the operator's defaults). */
+  env: Record<string, string>;
+  serviceAccount: string;
+  kubeConfig: KubeConfig;
+}
+
+/**
+ * Applies the chart's ServiceAccounts and RBAC (`manifests` rendered for `namespace`) and returns how the chart
+ * runs the operator, with a kubeconfig holding its ServiceAccount's token: a process started with it has exactly
+ * the chart's permissions.
+ */
+export async function applyOperatorIdentity(
+  cp: ControlPlane,
+  namespace: string,
+  manifests: readonly K8sObject[],
+): Promise<OperatorIdentity> {
+  const identity = manifests.filter((m) =>
+    ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(m.kind),
+  );
+  kubectlOk(
+    cp,
+    ["apply", "--server-side", "-n", namespace, "-f", "-"],
+    identity.map((m) => stringify(m)).join("---\n"),
+  );
+  const dep = manifests.find((m) => m.kind === "Deployment") as unknown as {
+    spec: {
+      template: {
+        spec: {
+          serviceAccountName: string;
+          containers: { args: string[]; env: { name: string; value?: string }[] }[];
+        };
+      };
+    };
+  };
+  const pod = dep.spec.template.spec;
+  const c = pod.containers[0];
+  if (c === undefined) throw new Error("the chart's operator Deployment has no container");
+  const env: Record<string, string> = {};
+  for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
+  return {
+    args: c.args,
+    env,
+    serviceAccount: pod.serviceAccountName,
+    kubeConfig: await cp.serviceAccountKubeConfig(namespace, pod.serviceAccountName),
+  };
+}
