@@ -13,6 +13,7 @@ import {
   type ChunkRef,
   countOps,
   type DeltaOp,
+  type OpCounts,
   encodeDelta,
   LIT_DICT_BASE,
   PREDICT_X86_REL32,
@@ -55,22 +56,7 @@ export const DEFAULT_PARAMS: Readonly<DeltaParams> = Object.freeze({
   maxDictBytes: 0,
 });
 
-export interface DeltaSummary {
-  /** COPY chunk ops; each copies a run of consecutive whole base chunks. */
-  copyChunkOps: number;
-  /** Base chunks copied whole by those ops. */
-  copiedChunks: number;
-  copyRangeOps: number;
-  /** ADD ops of both kinds (literal and relative). */
-  addOps: number;
-  /** ADD ops whose bytes are differences from an aligned base range. */
-  addRelOps: number;
-  /** Bytes produced by COPY ops (chunks and ranges). */
-  copiedBytes: number;
-  /** Bytes produced by ADD ops of both kinds. */
-  addedBytes: number;
-  /** Of addedBytes, those from ADD-rel. */
-  addRelBytes: number;
+export interface DeltaSummary extends OpCounts {
   /** Bytes that differ from the base: literal ADD bytes plus the non-zero differences of ADD-rel. */
   changedBytes: number;
   /** Compressed size of the ADD areas (literal + diff) in delta.bin. */

@@ -44,13 +44,20 @@ export interface ChunkRef {
 
 /** What an op stream copies and adds, counted (the delta summary and the manifest's `ops` share it). */
 export interface OpCounts {
+  /** COPY chunk ops; each copies a run of consecutive whole base chunks. */
   copyChunkOps: number;
+  /** Base chunks copied whole by those ops. */
   copiedChunks: number;
   copyRangeOps: number;
+  /** ADD ops of both kinds (literal and relative). */
   addOps: number;
+  /** ADD ops whose bytes are differences from an aligned base range. */
   addRelOps: number;
+  /** Bytes produced by COPY ops (chunks and ranges). */
   copiedBytes: number;
+  /** Bytes produced by ADD ops of both kinds. */
   addedBytes: number;
+  /** Of addedBytes, those from ADD-rel. */
   addRelBytes: number;
 }
 

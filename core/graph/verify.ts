@@ -155,6 +155,24 @@ function predicateField(path: string, st: Statement, field: string, want: string
   }
 }
 
+/** The statement subject's `alg` digest must be `want`; the error says what was signed and what was verified. */
+function subjectDigest(
+  envelope: string,
+  digest: Record<string, string>,
+  alg: "blake3" | "sha256",
+  want: string,
+  signedIs: string,
+  verifiedIs: string,
+): void {
+  if (digest[alg] === want) return;
+  throw new GraphVerifyError(
+    "VERIFY_SUBJECT",
+    envelope,
+    `payload.subject.digest.${alg}`,
+    `${signedIs} ${digest[alg] ?? "(none)"}, ${verifiedIs} ${want}`,
+  );
+}
+
 /**
  * Verifies the graph `graphHash` ("blake3:<hex>" or the hex) stored under `root`:
  * 1. the body object: BLAKE3 of its bytes is its name, it parses (shape, limits, canonical order, references)
@@ -185,23 +203,9 @@ export function verifyGraphFromCas(
   const env = checkEnvelope(envelope, keys, RICHGRAPH_PREDICATE_TYPE);
   const digest = subjectNamed(envelope, env.statement, GRAPH_SUBJECT_NAME);
   const hex = hashText.slice("blake3:".length);
-  if (digest["blake3"] !== hex) {
-    throw new GraphVerifyError(
-      "VERIFY_SUBJECT",
-      envelope,
-      "payload.subject.digest.blake3",
-      `the signed graph is ${digest["blake3"] ?? "(none)"}, the graph verified is ${hex}`,
-    );
-  }
+  subjectDigest(envelope, digest, "blake3", hex, "the signed graph is", "the graph verified is");
   const sha = createHash("sha256").update(bytes).digest("hex");
-  if (digest["sha256"] !== sha) {
-    throw new GraphVerifyError(
-      "VERIFY_SUBJECT",
-      envelope,
-      "payload.subject.digest.sha256",
-      `the signed body is ${digest["sha256"] ?? "(none)"}, ${file} is ${sha}`,
-    );
-  }
+  subjectDigest(envelope, digest, "sha256", sha, "the signed body is", `${file} is`);
   predicateField(envelope, env.statement, "graph_hash", hashText);
 
   const bundles: BundleReport[] = [];
@@ -220,14 +224,7 @@ export function verifyGraphFromCas(
       const checked = checkEnvelope(benv, keys, EDGE_BUNDLE_PREDICATE_TYPE);
       const bdigest = subjectNamed(benv, checked.statement, BUNDLE_SUBJECT_NAME);
       const bhex = bundle.bundle_id.slice("sha256:".length);
-      if (bdigest["sha256"] !== bhex) {
-        throw new GraphVerifyError(
-          "VERIFY_SUBJECT",
-          benv,
-          "payload.subject.digest.sha256",
-          `the signed bundle is ${bdigest["sha256"] ?? "(none)"}, ${bfile} is ${bhex}`,
-        );
-      }
+      subjectDigest(benv, bdigest, "sha256", bhex, "the signed bundle is", `${bfile} is`);
       predicateField(benv, checked.statement, "graph_hash", hashText);
       predicateField(benv, checked.statement, "bundle_id", bundle.bundle_id);
       const rev = bundle.edges.filter((e) => e.revoked === true).map((e) => e.edge_id);
