@@ -9,6 +9,7 @@ import { registerFuncproof } from "./commands/funcproof.ts";
 import { registerGraph } from "./commands/graph.ts";
 import { registerKeygen } from "./commands/keygen.ts";
 import { registerScan } from "./commands/scan.ts";
+import { registerVerify } from "./commands/verify.ts";
 import { registerVex } from "./commands/vex.ts";
 import { VERSION } from "./version.ts";
 
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerVex(program);
   registerDelta(program);
   registerGraph(program);
+  registerVerify(program);
   return program;
 }
 

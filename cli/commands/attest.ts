@@ -25,6 +25,8 @@ import { verifyEnvelope, type VerifyResult } from "../../core/dsse/verify.ts";
 import { action, printOut } from "../action.ts";
 import { EXIT_OK, EXIT_USAGE, EXIT_VERIFY_FAILED } from "../exit-codes.ts";
 import { collect } from "../options.ts";
+import { addRegistryOptions } from "../registry.ts";
+import { attachAttestations, type AttachOptions } from "./publish.ts";
 
 interface SignOptions {
   key: string[];
@@ -222,4 +224,28 @@ export function registerAttest(program: Command): void {
     .action(
       action((file: string, opts: VerifyOptions) => Promise.resolve().then(() => verifyCommand(file, opts))),
     );
+
+  addRegistryOptions(
+    cmd
+      .command("attach")
+      .description(
+        "Publish signed documents (FuncProof, BinaryDiffV1, delta, richgraph, VEX; DSSE envelopes or sigstore\n" +
+          "bundles) as OCI referrers of an image: one artifact manifest each, artifactType from the predicate\n" +
+          "type, the sigstore bundle v0.3 as its layer. A richgraph envelope from the CAS takes its body along.",
+      )
+      .requiredOption("--image <REF>", "the image: registry/repo:tag or registry/repo@sha256:…")
+      .requiredOption("--attestation <FILE>", "a DSSE envelope or sigstore bundle; repeatable", collect)
+      .option("--body <FILE>", "a document the envelope commits to by digest, attached as a second layer")
+      .option(
+        "--tlog <URL>",
+        "log each envelope in this Rekor v2 transparency log first (bundle keeps the proof)",
+      )
+      .option("--public-key <PUB.pem>", "the signer's public key, for --tlog")
+      .option("--json", "print the referrers attached as JSON")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  stella attest attach --image registry.example/app:1.4 --attestation app.delta.dsse.json\n" +
+          "  stella attest attach --image registry.example/app:1.4 --attestation cas/reachability/graphs/<hash>.dsse",
+      ),
+  ).action(action((opts: AttachOptions) => attachAttestations(opts)));
 }

@@ -20,6 +20,7 @@ import { EXIT_OK, EXIT_USAGE } from "../exit-codes.ts";
 import { funcProofResource, toYaml } from "../funcproof-cr.ts";
 import { collect, parseByteSize, parseSections, progress, signersFrom } from "../options.ts";
 import { VERSION } from "../version.ts";
+import { pushFuncproofs } from "./publish.ts";
 
 interface FuncproofOptions {
   json?: boolean;
@@ -29,6 +30,10 @@ interface FuncproofOptions {
   sections: string[];
   blake3?: boolean;
   maxSectionSize: number;
+  push?: boolean;
+  tlog?: string;
+  sbom: boolean;
+  plainHttp?: boolean;
 }
 
 export function registerFuncproof(program: Command): void {
@@ -59,9 +64,21 @@ export function registerFuncproof(program: Command): void {
       parseByteSize,
       DEFAULT_MAX_SECTION_BYTES,
     )
+    .option(
+      "--push",
+      "FILE is a registry image (registry/repo:tag): attach a signed FuncProof referrer for every ELF in it,\n" +
+        "and a CycloneDX SBOM linking each file to its FuncProof (needs one --sign)",
+    )
+    .option("--tlog <URL>", "with --push: log each envelope in this Rekor v2 transparency log first")
+    .option("--no-sbom", "with --push: no CycloneDX SBOM referrer")
+    .option(
+      "--plain-http",
+      "with --push: plain HTTP to the registry (default only for localhost and 127.0.0.0/8)",
+    )
     .addHelpText(
       "after",
-      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/",
+      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/\n" +
+        "  stella funcproof registry.example/app:1.4 --push --sign release.key",
     )
     .action(action(async (files: string[], opts: FuncproofOptions) => funcproofCommand(files, opts)));
 }
@@ -74,6 +91,14 @@ async function funcproofCommand(inputs: string[], opts: FuncproofOptions): Promi
     return EXIT_USAGE;
   }
   const blake3 = opts.blake3 === true ? await Blake3.create() : undefined;
+  if (opts.push === true) {
+    const [image, ...more] = inputs;
+    if (image === undefined || more.length > 0 || opts.out !== undefined || opts.emitCr === true) {
+      process.stderr.write("stella: usage: --push takes one registry image and no --out/--emit-cr\n");
+      return EXIT_USAGE;
+    }
+    return pushFuncproofs(image, opts, blake3);
+  }
   const signers = signersFrom(opts.sign);
   const bar = progress("funcproof");
   const proofs: { proof: FuncProof; outName: string }[] = [];

@@ -4,8 +4,9 @@
  *
  * `index.json` lists manifests or image indexes (possibly nested); the image for the wanted platform
  * is chosen from descriptor `platform` fields, or from the image config when a descriptor has none.
- * BuildKit attestation manifests are skipped. Every blob read is checked against its descriptor's
- * size and digest; layer diff_ids from the config are checked too.
+ * BuildKit attestation manifests and OCI 1.1 referrers (an `artifactType`, or a `subject`) are
+ * skipped. Every blob read is checked against its descriptor's size and digest; layer diff_ids from
+ * the config are checked too.
  */
 import { realpathSync, statSync } from "node:fs";
 import { join, sep } from "node:path";
@@ -232,6 +233,9 @@ async function collect(
   for (const [i, m] of manifests.entries()) {
     const desc = parseDescriptor(m, `${where}: manifests[${i}]`);
     if (isAttestation(desc)) continue;
+    // OCI 1.1 referrers (signatures, SBOMs, evidence) listed beside the image, as `oras copy -r` and
+    // `stella export` write them: descriptors with an artifactType, or manifests that have a subject.
+    if (typeof asObject(m, `${where}: manifests[${i}]`).artifactType === "string") continue;
     let type = desc.mediaType;
     let doc: JsonObject | undefined;
     if (type === undefined || (!INDEX_TYPES.has(type) && !MANIFEST_TYPES.has(type))) {
@@ -244,6 +248,11 @@ async function collect(
       doc ??= await readJsonBlob(store, desc, "image index");
       await collect(store, doc, `${store.name}: image index ${desc.digest}`, depth + 1, out);
     } else if (type !== undefined && MANIFEST_TYPES.has(type)) {
+      // Only a manifest whose blob is here can be looked into; a missing one fails later if selected.
+      if (doc === undefined && store.size(blobPath(desc.digest)) !== undefined) {
+        doc = await readJsonBlob(store, desc, "manifest");
+      }
+      if (doc?.subject !== undefined) continue;
       const ref = desc.annotations["org.opencontainers.image.ref.name"];
       out.push({ platform: desc.platform, label: ref ?? desc.digest, key: desc.digest, value: desc });
     } // other artifacts (signatures, SBOMs, …) are not images

@@ -3,8 +3,10 @@
 #   kube-apiserver, kubectl   (e2e/tools/kube: k8s.io/kubernetes + staging replaces)
 #   etcd                      (e2e/tools/etcd: go.etcd.io/etcd/server/v3 at the version that k8s release pins)
 #   helm                      (e2e/tools/helm: helm.sh/helm/v3/cmd/helm)
+#   rekor-server              (e2e/tools/rekor: the Rekor v2 transparency log, rekor-tiles cmd/rekor-server/posix;
+#                              needs Go 1.27: built with GOTOOLCHAIN=$REKOR_GOTOOLCHAIN, fetched from the module proxy)
 #
-#   e2e/tools/build.sh [--force] [--prune] [kube-apiserver|kubectl|etcd|helm ...]     (default: all four)
+#   e2e/tools/build.sh [--force] [--prune] [kube-apiserver|kubectl|etcd|helm|rekor-server ...]   (default: all five)
 #
 # --force rebuilds even when up to date; --prune deletes the Go module and build caches afterwards (~4.7 GB), keeping
 # only bin/ (~260 MB, stamps included): what a CI cache should hold.
@@ -23,12 +25,12 @@ for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
     --prune) prune=1 ;;
-    kube-apiserver | kubectl | etcd | helm) targets+=("$a") ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    kube-apiserver | kubectl | etcd | helm | rekor-server) targets+=("$a") ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(etcd helm kube-apiserver kubectl)
+[[ ${#targets[@]} -gt 0 ]] || targets=(etcd helm kube-apiserver kubectl rekor-server)
 
 mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 go_version="$("$GO" env GOVERSION)"
@@ -51,13 +53,19 @@ for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   helm_ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=${BASH_REMATCH[1]}"
 done
 
-# build NAME WRAPPER_DIR PACKAGE EXTRA_LDFLAGS
+# rekor-tiles v2.4.2 requires go 1.27.0: this toolchain (golang.org/toolchain from the module proxy, ~76 MB, into
+# $GOMODCACHE) builds it; every other tool keeps GOTOOLCHAIN=local.
+REKOR_GOTOOLCHAIN=go1.27.3
+
+# build NAME WRAPPER_DIR PACKAGE EXTRA_LDFLAGS [GOTOOLCHAIN]
 build() {
-  local name=$1 dir="$E2E_TOOLS_DIR/$2" pkg=$3 ldflags="-s -w${4:+ $4}"
-  local out="$BIN/$name" stampf="$BIN/.$name.stamp" stamp t0
+  local name=$1 dir="$E2E_TOOLS_DIR/$2" pkg=$3 ldflags="-s -w${4:+ $4}" toolchain=${5:-local}
+  local out="$BIN/$name" stampf="$BIN/.$name.stamp" stamp t0 gover=$go_version
+  # A pinned toolchain names its version exactly: no need to run (and maybe download) it to check the stamp.
+  [[ $toolchain == local ]] || gover=$toolchain
   stamp="$(
     printf 'name=%s\npkg=%s\ngo=%s\nflags=CGO_ENABLED=%s -mod=readonly -trimpath -ldflags=%s\n' \
-      "$name" "$pkg" "$go_version" "$CGO_ENABLED" "$ldflags"
+      "$name" "$pkg" "$gover" "$CGO_ENABLED" "$ldflags"
     (cd "$dir" && sha256sum go.mod go.sum)
   )"
   if [[ $force -eq 0 && -x "$out" && -f "$stampf" && "$(cat "$stampf")" == "$stamp" ]]; then
@@ -66,7 +74,7 @@ build() {
   fi
   log "$name: building $pkg ..."
   t0=$(now_ms)
-  (cd "$dir" && "$GO" build -mod=readonly -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  (cd "$dir" && GOTOOLCHAIN=$toolchain "$GO" build -mod=readonly -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv -f "$out.tmp" "$out"
   printf '%s\n' "$stamp" >"$stampf"
   log "$name: built in $(fmt_ms $(($(now_ms) - t0))) ($(du -h "$out" | cut -f1))"
@@ -80,6 +88,7 @@ for t in "${targets[@]}"; do
     kubectl) build kubectl kube k8s.io/kubernetes/cmd/kubectl "$kube_ldflags" ;;
     etcd) build etcd etcd go.etcd.io/etcd/server/v3 "" ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm "$helm_ldflags" ;;
+    rekor-server) build rekor-server rekor github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix "" "$REKOR_GOTOOLCHAIN" ;;
   esac
   printf '%-15s %s\n' "$t" "$(fmt_ms $(($(now_ms) - t0)))"
 done

@@ -1,0 +1,571 @@
+// The auditor's replay (`stella verify --image`): every referrer of an image fetched (from a registry or an
+// exported layout, through one EvidenceSource), each signed document verified (signature, transparency-log
+// inclusion proof and checkpoint when a trusted root is given), then the image's ELF files re-extracted and
+// every FuncProof replayed hash by hash. The result is a verdict per binary with the reason for each failure.
+// Nothing here throws for bad evidence: a bad referrer is refused with its reason, and the image fails.
+import { createHash } from "node:crypto";
+
+import { openArtifact } from "../artifacts/artifact.ts";
+import { canonicalJson } from "../canonical-json.ts";
+import { bundleFromObject, isBundleDocument } from "../dsse/bundle.ts";
+import { envelopeFromObject, type Envelope } from "../dsse/envelope.ts";
+import type { PublicKey } from "../dsse/keys.ts";
+import { IN_TOTO_PAYLOAD_TYPE, parseStatement, type Statement } from "../dsse/statement.ts";
+import { verifyEnvelope } from "../dsse/verify.ts";
+import { StellaError } from "../errors.ts";
+import type { FuncProof } from "../funcproof/funcproof.ts";
+import { describeMismatch, replayFuncProof, type ReplayMismatch } from "../funcproof/replay.ts";
+import { asFuncProof } from "../funcproof/summary.ts";
+import type { RichGraph } from "../graph/model.ts";
+import { parseGraph } from "../graph/richgraph.ts";
+import type { Blake3 } from "../hash/digest.ts";
+import type { EvidenceSource } from "../oci/evidence-source.ts";
+import { validateCycloneDx16 } from "../sbom/validate.ts";
+import { verifyTlogBundle } from "../tlog/verify.ts";
+import { validateOpenVex, type OpenVexDocument } from "../vex/openvex.ts";
+import {
+  BUNDLE_LAYER_MEDIA_TYPE,
+  DSSE_LAYER_MEDIA_TYPE,
+  RICHGRAPH_BODY_MEDIA_TYPE,
+  artifactTypeFor,
+  evidenceKind,
+  type EvidenceKind,
+} from "./referrers.ts";
+
+/** Largest signed document or body read from a referrer (a FuncProof of a big library is a few MB). */
+export const MAX_EVIDENCE_BLOB_BYTES = 64 * 1024 * 1024;
+const MAX_REFERRER_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export interface VerifyImageOptions {
+  /** Signers' public keys; every signed referrer must verify with one of them. */
+  keys: readonly PublicKey[];
+  /** A sigstore trusted root: when given, every signed referrer must carry a verified inclusion proof. */
+  trustedRoot?: object;
+  /** Needed when FuncProofs record BLAKE3 hashes. */
+  blake3?: Blake3;
+  maxBlobBytes?: number;
+  onProgress?: (stage: "referrers" | "binaries", done: number, total: number, what: string) => void;
+}
+
+export interface TlogProof {
+  logIndex: string;
+  treeSize: string;
+  logId: string;
+}
+
+export interface ReferrerReport {
+  digest: string;
+  artifactType: string;
+  kind: EvidenceKind;
+  predicateType?: string;
+  /** The binary a FuncProof is about (from the signed predicate). */
+  path?: string;
+  status: "verified" | "refused";
+  reasons: string[];
+  keyids: string[];
+  tlog: TlogProof[];
+}
+
+export type BinaryVerdict = "verified" | "mismatch" | "unattested";
+
+export interface BinaryReport {
+  path: string;
+  sha256: string;
+  buildId?: string;
+  verdict: BinaryVerdict;
+  reasons: string[];
+  /** Digests of the FuncProof referrers replayed against this binary. */
+  funcproofs: string[];
+  /** Of the closest proof (the one with the fewest mismatches) when none replays clean. */
+  mismatches: ReplayMismatch[];
+  checked: { sections: number; functions: number };
+}
+
+export interface GraphReport {
+  referrer: string;
+  graphHash: string;
+  /** Function nodes whose symbol_digest was compared with a replayed FuncProof. */
+  nodesChecked: number;
+  reasons: string[];
+}
+
+export interface VexReport {
+  referrer: string;
+  statements: { vulnerability: string; status: string }[];
+  reasons: string[];
+}
+
+export interface ImageVerification {
+  image: { where: string; digest: string };
+  verdict: "pass" | "fail";
+  /** Image-level reasons (referrers refused, proofs naming absent files, …). */
+  reasons: string[];
+  binaries: BinaryReport[];
+  referrers: ReferrerReport[];
+  graphs: GraphReport[];
+  vex: VexReport[];
+  sbom: { referrer: string; components: number; reasons: string[] }[];
+  timings: { fetchMs: number; hashMs: number; totalMs: number };
+}
+
+class Refused extends StellaError<"REFUSED"> {
+  constructor(message: string) {
+    super("REFUSED", message);
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface ParsedManifest {
+  artifactType?: string;
+  subject?: string;
+  layers: { mediaType: string; digest: string; size: number }[];
+}
+
+function parseReferrerManifest(bytes: Uint8Array, where: string): ParsedManifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new Refused(`${where}: manifest is not JSON`);
+  }
+  if (typeof value !== "object" || value === null) throw new Refused(`${where}: manifest is not an object`);
+  const m = value as Record<string, unknown>;
+  const layersIn = Array.isArray(m.layers) ? (m.layers as unknown[]) : [];
+  const layers = layersIn.flatMap((l) => {
+    if (typeof l !== "object" || l === null) return [];
+    const d = l as Record<string, unknown>;
+    return typeof d.mediaType === "string" && typeof d.digest === "string" && typeof d.size === "number"
+      ? [{ mediaType: d.mediaType, digest: d.digest, size: d.size }]
+      : [];
+  });
+  const config = m.config as Record<string, unknown> | undefined;
+  const subject = m.subject as Record<string, unknown> | undefined;
+  const artifactType =
+    typeof m.artifactType === "string"
+      ? m.artifactType
+      : typeof config?.mediaType === "string"
+        ? config.mediaType
+        : undefined;
+  return {
+    ...(artifactType === undefined ? {} : { artifactType }),
+    ...(typeof subject?.digest === "string" ? { subject: subject.digest } : {}),
+    layers,
+  };
+}
+
+interface VerifiedDocument {
+  envelope: Envelope;
+  statement: Statement;
+  keyids: string[];
+  tlog: TlogProof[];
+}
+
+/** Verifies one signed document (a sigstore bundle or a bare DSSE envelope) as the options demand. */
+function verifySigned(bytes: Uint8Array, where: string, opts: VerifyImageOptions): VerifiedDocument {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new Refused(`${where}: not JSON`);
+  }
+  let envelope: Envelope;
+  let bundle: unknown;
+  try {
+    if (isBundleDocument(value)) {
+      envelope = bundleFromObject(value, where).envelope;
+      bundle = value;
+    } else {
+      envelope = envelopeFromObject(value, where);
+    }
+  } catch (err) {
+    throw new Refused(errorText(err));
+  }
+  if (opts.keys.length === 0) throw new Refused(`${where}: no --key given to check its signature`);
+  let verified;
+  try {
+    verified = verifyEnvelope(envelope, opts.keys, { payloadTypes: [IN_TOTO_PAYLOAD_TYPE], name: where });
+  } catch (err) {
+    throw new Refused(`signature: ${errorText(err)}`);
+  }
+  const tlog: TlogProof[] = [];
+  if (opts.trustedRoot !== undefined) {
+    const entries = bundle === undefined ? [] : tlogEntriesOf(bundle);
+    if (entries === 0) throw new Refused(`${where}: no transparency-log entry (a trusted root was given)`);
+    const keyid = verified.verifiedKeyids[0];
+    const key = opts.keys.find((k) => k.keyid === keyid);
+    if (key === undefined) throw new Refused(`${where}: no key for ${keyid ?? "(none)"}`);
+    try {
+      const r = verifyTlogBundle(bundle, { trustedRoot: opts.trustedRoot, publicKey: key, name: where });
+      for (const e of r.entries) tlog.push({ logIndex: e.logIndex, treeSize: e.treeSize, logId: e.logId });
+    } catch (err) {
+      throw new Refused(`transparency log: ${errorText(err)}`);
+    }
+  }
+  let statement: Statement;
+  try {
+    statement = parseStatement(verified.payload, where);
+  } catch (err) {
+    throw new Refused(errorText(err));
+  }
+  return { envelope, statement, keyids: [...verified.verifiedKeyids], tlog };
+}
+
+function tlogEntriesOf(bundle: unknown): number {
+  const vm = (bundle as { verificationMaterial?: { tlogEntries?: unknown } }).verificationMaterial;
+  return Array.isArray(vm?.tlogEntries) ? vm.tlogEntries.length : 0;
+}
+
+interface Collected {
+  proofs: { referrer: string; proof: FuncProof }[];
+  graphs: { referrer: string; graph: RichGraph; reasons: string[] }[];
+  vex: VexReport[];
+  sboms: { referrer: string; json: string }[];
+}
+
+export async function verifyImage(
+  source: EvidenceSource,
+  opts: VerifyImageOptions,
+): Promise<ImageVerification> {
+  const t0 = performance.now();
+  let fetchMs = 0;
+  let hashMs = 0;
+  const maxBlob = opts.maxBlobBytes ?? MAX_EVIDENCE_BLOB_BYTES;
+  const timed = async <T>(f: () => Promise<T>): Promise<T> => {
+    const s = performance.now();
+    try {
+      return await f();
+    } finally {
+      fetchMs += performance.now() - s;
+    }
+  };
+  const imageDigest = source.imageDigest;
+  const reasons: string[] = [];
+  const collected: Collected = { proofs: [], graphs: [], vex: [], sboms: [] };
+
+  const descriptors = await timed(() => source.referrers());
+  const referrers: ReferrerReport[] = [];
+  for (const [i, desc] of descriptors.entries()) {
+    opts.onProgress?.("referrers", i, descriptors.length, desc.digest);
+    const artifactType = desc.artifactType ?? "";
+    const report: ReferrerReport = {
+      digest: desc.digest,
+      artifactType,
+      kind: evidenceKind(artifactType),
+      status: "verified",
+      reasons: [],
+      keyids: [],
+      tlog: [],
+    };
+    try {
+      await checkReferrer(source, desc.digest, report, collected, opts, maxBlob, timed);
+    } catch (err) {
+      report.status = "refused";
+      report.reasons.push(errorText(err));
+    }
+    if (report.status === "refused") {
+      reasons.push(
+        `referrer ${desc.digest} (${artifactType || "no artifactType"}) refused: ${report.reasons.join("; ")}`,
+      );
+    }
+    referrers.push(report);
+  }
+
+  // Re-extract the image's ELF files and replay every proof that names them.
+  const layout = await timed(() => source.layoutDir());
+  const artifact = await timed(() => openArtifact(layout));
+  const byPath = new Map<string, { referrer: string; proof: FuncProof }[]>();
+  for (const p of collected.proofs) {
+    const list = byPath.get(p.proof.file.name) ?? [];
+    list.push(p);
+    byPath.set(p.proof.file.name, list);
+  }
+  const binaries: BinaryReport[] = [];
+  const replayed = new Map<string, FuncProof>(); // buildId → the proof that replayed clean
+  const h0 = performance.now();
+  for (const [i, file] of artifact.files.entries()) {
+    opts.onProgress?.("binaries", i, artifact.files.length, file.path);
+    const proofs = byPath.get(file.path) ?? [];
+    byPath.delete(file.path);
+    const report: BinaryReport = {
+      path: file.path,
+      sha256: file.sha256,
+      verdict: "unattested",
+      reasons: [],
+      funcproofs: proofs.map((p) => p.referrer),
+      mismatches: [],
+      checked: { sections: 0, functions: 0 },
+    };
+    if (proofs.length === 0) {
+      report.reasons.push("no verified FuncProof referrer names this binary");
+      binaries.push(report);
+      continue;
+    }
+    let best: { mismatches: ReplayMismatch[]; checked: BinaryReport["checked"] } | undefined;
+    for (const { proof } of proofs) {
+      const src = file.open();
+      let r;
+      try {
+        r = replayFuncProof(proof, src, opts.blake3 ? { blake3: opts.blake3 } : {});
+      } finally {
+        src.close();
+      }
+      if (proof.buildId !== undefined) report.buildId = proof.buildId;
+      if (r.ok) {
+        best = { mismatches: [], checked: r.checked };
+        if (proof.buildId !== undefined) replayed.set(proof.buildId, proof);
+        break;
+      }
+      if (best === undefined || r.mismatches.length < best.mismatches.length) {
+        best = { mismatches: r.mismatches, checked: r.checked };
+      }
+    }
+    if (best !== undefined) {
+      report.checked = best.checked;
+      report.mismatches = best.mismatches;
+      report.verdict = best.mismatches.length === 0 ? "verified" : "mismatch";
+      report.reasons = best.mismatches.map(describeMismatch);
+    }
+    binaries.push(report);
+  }
+  hashMs += performance.now() - h0;
+  for (const [path, proofs] of [...byPath.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    reasons.push(
+      `FuncProof ${proofs.map((p) => p.referrer).join(", ")} names ${path}, which the image does not have`,
+    );
+  }
+
+  const graphs = collected.graphs.map((g) => crossCheckGraph(g, replayed));
+  const sbom = await Promise.all(
+    collected.sboms.map(async (s) => checkSbom(s.referrer, s.json, artifact.files)),
+  );
+  for (const g of graphs) for (const r of g.reasons) reasons.push(`graph ${g.referrer}: ${r}`);
+  for (const v of collected.vex) for (const r of v.reasons) reasons.push(`VEX ${v.referrer}: ${r}`);
+  for (const s of sbom) for (const r of s.reasons) reasons.push(`SBOM ${s.referrer}: ${r}`);
+  const bad = binaries.filter((b) => b.verdict !== "verified").length;
+  if (bad > 0) reasons.push(`${bad} of ${binaries.length} binaries not verified`);
+  return {
+    image: { where: source.where, digest: imageDigest },
+    verdict: reasons.length === 0 ? "pass" : "fail",
+    reasons,
+    binaries,
+    referrers,
+    graphs,
+    vex: collected.vex,
+    sbom,
+    timings: {
+      fetchMs: Math.round(fetchMs),
+      hashMs: Math.round(hashMs),
+      totalMs: Math.round(performance.now() - t0),
+    },
+  };
+}
+
+async function checkReferrer(
+  source: EvidenceSource,
+  digest: string,
+  report: ReferrerReport,
+  collected: Collected,
+  opts: VerifyImageOptions,
+  maxBlob: number,
+  timed: <T>(f: () => Promise<T>) => Promise<T>,
+): Promise<void> {
+  const where = `referrer ${digest}`;
+  const manifestBytes = await timed(() => source.manifest(digest));
+  if (manifestBytes.length > MAX_REFERRER_MANIFEST_BYTES) throw new Refused(`${where}: manifest too large`);
+  const manifest = parseReferrerManifest(manifestBytes, where);
+  if (manifest.subject !== source.imageDigest) {
+    throw new Refused(`${where}: subject is ${manifest.subject ?? "(none)"}, not ${source.imageDigest}`);
+  }
+  if (manifest.artifactType !== report.artifactType) {
+    throw new Refused(
+      `${where}: the manifest's artifactType ${manifest.artifactType ?? "(none)"} differs from the index's ${report.artifactType}`,
+    );
+  }
+  const blobOf = async (layer: { digest: string; size: number }): Promise<Uint8Array> => {
+    if (layer.size > maxBlob) {
+      throw new Refused(
+        `${where}: layer ${layer.digest} is ${layer.size} bytes, over the limit of ${maxBlob}`,
+      );
+    }
+    return timed(() => source.blob(layer.digest, maxBlob));
+  };
+
+  if (report.kind === "sbom") {
+    const layer = manifest.layers[0];
+    if (layer === undefined) throw new Refused(`${where}: no SBOM layer`);
+    collected.sboms.push({ referrer: digest, json: Buffer.from(await blobOf(layer)).toString("utf8") });
+    return;
+  }
+  const signedLayer = manifest.layers.find(
+    (l) => l.mediaType === BUNDLE_LAYER_MEDIA_TYPE || l.mediaType === DSSE_LAYER_MEDIA_TYPE,
+  );
+  if (signedLayer === undefined) throw new Refused(`${where}: no sigstore bundle or DSSE layer`);
+  const doc = verifySigned(await blobOf(signedLayer), `${where}: layer ${signedLayer.digest}`, opts);
+  report.keyids = doc.keyids;
+  report.tlog = doc.tlog;
+  const { statement } = doc;
+  report.predicateType = statement.predicateType;
+  if (artifactTypeFor(statement.predicateType) !== report.artifactType) {
+    throw new Refused(
+      `${where}: artifactType ${report.artifactType} does not match the signed predicate type ${statement.predicateType}`,
+    );
+  }
+  const predicate = statement.predicate ?? {};
+  switch (report.kind) {
+    case "funcproof": {
+      const proof = asFuncProof(predicate, `${where}: predicate`);
+      const subject = statement.subject[0];
+      if (subject?.digest.sha256 !== proof.file.sha256) {
+        throw new Refused(
+          `${where}: subject sha256 ${subject?.digest.sha256 ?? "(none)"} is not the proof's file.sha256`,
+        );
+      }
+      report.path = proof.file.name;
+      collected.proofs.push({ referrer: digest, proof });
+      return;
+    }
+    case "graph": {
+      const bodyLayer = manifest.layers.find((l) => l.mediaType === RICHGRAPH_BODY_MEDIA_TYPE);
+      if (bodyLayer === undefined)
+        throw new Refused(`${where}: no graph body layer: the graph hash cannot be checked`);
+      const body = await blobOf(bodyLayer);
+      const graph = parseGraph(body, `${where}: graph body`);
+      const graphReasons: string[] = [];
+      if (predicate.graph_hash !== graph.graph_hash) {
+        graphReasons.push(
+          `graph_hash: signed ${String(predicate.graph_hash)}, body hashes to ${graph.graph_hash}`,
+        );
+      }
+      const subject = statement.subject[0];
+      if (subject?.digest.blake3 !== graph.graph_hash.replace(/^blake3:/, "")) {
+        graphReasons.push(
+          `subject blake3 ${subject?.digest.blake3 ?? "(none)"} is not the body's ${graph.graph_hash}`,
+        );
+      }
+      const sha = createHash("sha256").update(body).digest("hex");
+      if (graphReasons.length === 0 && subject?.digest.sha256 !== sha) {
+        // The CAS body is the bare canonical body; the envelope's sha256 is over those bytes.
+        graphReasons.push(`subject sha256 ${subject?.digest.sha256 ?? "(none)"} is not the body's ${sha}`);
+      }
+      if (graphReasons.length > 0) throw new Refused(`${where}: ${graphReasons.join("; ")}`);
+      collected.graphs.push({ referrer: digest, graph, reasons: [] });
+      return;
+    }
+    case "vex": {
+      collected.vex.push(checkVex(digest, statement, predicate, report));
+      return;
+    }
+    default:
+      return;
+  }
+
+  function checkVex(
+    referrer: string,
+    stmt: Statement,
+    doc: Record<string, unknown>,
+    rep: ReferrerReport,
+  ): VexReport {
+    const vexReasons = validateOpenVex(doc).map((e) => `OpenVEX schema: ${e}`);
+    const vex = doc as unknown as OpenVexDocument;
+    const statements = Array.isArray(vex.statements) ? vex.statements : [];
+    for (const [i, s] of statements.entries()) {
+      const ids = (s.products ?? []).map((p) => p["@id"]);
+      if (!ids.includes(source.imageDigest)) {
+        vexReasons.push(
+          `statements[${i}] (${s.vulnerability.name}) is about ${ids.join(", ") || "no product"}, not this image`,
+        );
+      }
+    }
+    if (stmt.subject[0]?.name !== source.imageDigest) {
+      vexReasons.push(`the attestation's subject is ${stmt.subject[0]?.name ?? "(none)"}, not this image`);
+    }
+    if (vexReasons.length > 0) {
+      rep.status = "refused";
+      rep.reasons.push(...vexReasons);
+    }
+    return {
+      referrer,
+      statements: statements.map((s) => ({ vulnerability: s.vulnerability.name, status: s.status })),
+      reasons: vexReasons,
+    };
+  }
+}
+
+/** Graph nodes of replayed binaries must carry the function hashes the FuncProofs recomputed. */
+function crossCheckGraph(
+  g: { referrer: string; graph: RichGraph; reasons: string[] },
+  replayed: ReadonlyMap<string, FuncProof>,
+): GraphReport {
+  const reasons = [...g.reasons];
+  let nodesChecked = 0;
+  const byStart = new Map<string, Map<string, string>>();
+  for (const [buildId, proof] of replayed) {
+    byStart.set(buildId, new Map(proof.functions.map((f) => [f.start, f.sha256])));
+  }
+  for (const node of g.graph.nodes) {
+    if (node.kind !== "function" || node.symbol_digest === undefined || node.address === undefined) continue;
+    const fns = byStart.get(node.build_id);
+    const sha = fns?.get(node.address.start);
+    if (sha === undefined) continue;
+    nodesChecked++;
+    if (node.symbol_digest !== `sha256:${sha}`) {
+      reasons.push(
+        `node ${node.symbol} (${node.build_id.slice(0, 12)}@${node.address.start}): symbol_digest differs from the replayed function`,
+      );
+    }
+  }
+  return { referrer: g.referrer, graphHash: g.graph.graph_hash, nodesChecked, reasons: reasons.slice(0, 50) };
+}
+
+/** An SBOM's ELF components must state the hashes of the files the image holds. */
+async function checkSbom(
+  referrer: string,
+  json: string,
+  files: readonly { path: string; sha256: string }[],
+): Promise<{ referrer: string; components: number; reasons: string[] }> {
+  const reasons: string[] = [];
+  const validation = await validateCycloneDx16(json);
+  if (!validation.valid) reasons.push(`not valid CycloneDX 1.6: ${validation.errors.slice(0, 3).join("; ")}`);
+  interface Component {
+    type?: string;
+    name?: string;
+    hashes?: { alg?: string; content?: string }[];
+    components?: Component[];
+  }
+  let doc: { components?: Component[]; metadata?: { component?: Component } };
+  try {
+    doc = JSON.parse(json) as typeof doc;
+  } catch {
+    return { referrer, components: 0, reasons: ["not JSON"] };
+  }
+  const have = new Map(files.map((f) => [f.path, f.sha256]));
+  const components: Component[] = [];
+  const walk = (list: Component[] | undefined): void => {
+    for (const c of list ?? []) {
+      if (c.type === "file") components.push(c);
+      walk(c.components);
+    }
+  };
+  walk(doc.components);
+  walk(doc.metadata?.component?.components);
+  for (const c of components) {
+    const sha = c.hashes?.find((h) => h.alg === "SHA-256")?.content;
+    if (c.name === undefined || sha === undefined) continue;
+    const actual = have.get(c.name);
+    if (actual === undefined) reasons.push(`component ${c.name} is not in the image`);
+    else if (actual !== sha) {
+      reasons.push(
+        `component ${c.name}: SHA-256 ${sha.slice(0, 16)}… is not the file's ${actual.slice(0, 16)}…`,
+      );
+    }
+  }
+  return { referrer, components: components.length, reasons: reasons.slice(0, 50) };
+}
+
+/** The verification as canonical JSON, for `--json` (timings are the only non-deterministic part). */
+export function verificationJson(v: ImageVerification): string {
+  return canonicalJson(v);
+}

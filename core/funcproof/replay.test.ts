@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+
+import { Blake3 } from "../hash/digest.ts";
+import { BufferByteSource } from "../io/byte-source.ts";
+import { run } from "../testing/run.ts";
+import { buildFuncProof } from "./funcproof.ts";
+import { describeMismatch, replayFuncProof } from "./replay.ts";
+
+const LIBZ = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+
+function proofOf(bytes: Buffer, blake3?: Blake3): ReturnType<typeof buildFuncProof> {
+  return buildFuncProof(new BufferByteSource(bytes, "libz"), {
+    name: "/usr/lib/libz.so.1",
+    tool: "test",
+    ...(blake3 ? { blake3 } : {}),
+  });
+}
+
+/** File offset of a virtual address, from readelf's program headers (the oracle, not our parser). */
+async function fileOffsetOf(path: string, vaddr: bigint): Promise<number> {
+  const out = await run("readelf", ["-lW", path]);
+  for (const line of out.stdout.split("\n")) {
+    const m = /^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)/.exec(line);
+    if (!m) continue;
+    const [off, va, filesz] = [BigInt(`0x${m[1]}`), BigInt(`0x${m[2]}`), BigInt(`0x${m[3]}`)];
+    if (vaddr >= va && vaddr < va + filesz) return Number(vaddr - va + off);
+  }
+  throw new Error(`no PT_LOAD holds 0x${vaddr.toString(16)}`);
+}
+
+test("an unchanged binary replays clean: every section and function hash recomputed", () => {
+  const bytes = readFileSync(LIBZ);
+  const proof = proofOf(bytes);
+  const r = replayFuncProof(proof, new BufferByteSource(bytes, "libz"));
+  assert.deepEqual(r.mismatches, []);
+  assert.equal(r.ok, true);
+  assert.equal(r.checked.functions, proof.functions.length);
+  assert.equal(r.checked.sections, Object.keys(proof.sections).length);
+  assert.ok(r.checked.functions > 50);
+});
+
+test("one byte changed inside deflate names the file, .text and deflate, and nothing else", async () => {
+  const bytes = readFileSync(LIBZ);
+  const proof = proofOf(bytes);
+  // nm is the oracle for where deflate lives and how long it is.
+  const nm = await run("nm", ["-D", "-S", "--defined-only", LIBZ]);
+  const line = nm.stdout.split("\n").find((l) => / T deflate$/.test(l));
+  assert.ok(line, "nm lists deflate");
+  const [addr, size] = line.split(" ") as [string, string];
+  const vaddr = BigInt(`0x${addr}`) + BigInt(`0x${size}`) / 2n;
+  const at = await fileOffsetOf(LIBZ, vaddr);
+  const changed = Buffer.from(bytes);
+  changed[at] = (changed[at] ?? 0) ^ 0xff;
+
+  const r = replayFuncProof(proof, new BufferByteSource(changed, "libz"));
+  assert.equal(r.ok, false);
+  const kinds = r.mismatches.map((m) => `${m.kind}:${m.name}:${m.field ?? ""}`).sort();
+  const start = `0x${BigInt(`0x${addr}`).toString(16)}`;
+  const expected = [
+    `file:/usr/lib/libz.so.1:sha256`,
+    `section:.text:sha256`,
+    `function:deflate@${start}:sha256`,
+  ];
+  // The normalised hash changes too unless the byte sat in a masked displacement.
+  for (const k of expected) assert.ok(kinds.includes(k), `${k} in ${kinds.join(", ")}`);
+  assert.ok(
+    kinds.every((k) => expected.includes(k) || k === `function:deflate@${start}:normSha256`),
+    kinds.join(", "),
+  );
+  const fn = r.mismatches.find((m) => m.kind === "function" && m.field === "sha256");
+  assert.ok(fn);
+  assert.match(describeMismatch(fn), /^function deflate@0x[0-9a-f]+ sha256 differs \(expected [0-9a-f]{16}…/);
+});
+
+test("BLAKE3 hashes are replayed too, and a proof with them needs a hasher", async () => {
+  const blake3 = await Blake3.create();
+  const bytes = readFileSync(LIBZ);
+  const proof = proofOf(bytes, blake3);
+  assert.ok(proof.sections[".text"]?.blake3);
+  assert.throws(() => replayFuncProof(proof, new BufferByteSource(bytes, "libz")), /BLAKE3/);
+  const forged = structuredClone(proof);
+  const text = forged.sections[".text"];
+  assert.ok(text?.blake3);
+  text.blake3 = "0".repeat(64);
+  const r = replayFuncProof(forged, new BufferByteSource(bytes, "libz"), { blake3 });
+  assert.deepEqual(
+    r.mismatches.map((m) => [m.kind, m.name, m.field]),
+    [["section", ".text", "blake3"]],
+  );
+});
+
+test("a truncated binary is reported unreadable, not thrown", () => {
+  const bytes = readFileSync(LIBZ);
+  const proof = proofOf(bytes);
+  const r = replayFuncProof(proof, new BufferByteSource(bytes.subarray(0, 100), "libz"));
+  assert.equal(r.ok, false);
+  assert.equal(r.mismatches[0]?.kind, "unreadable");
+  assert.match(describeMismatch(r.mismatches[0]), /cannot be read as ELF/);
+});
+
+test("functions removed or added are named", () => {
+  const bytes = readFileSync(LIBZ);
+  const proof = proofOf(bytes);
+  const edited = structuredClone(proof);
+  const gone = edited.functions.shift();
+  assert.ok(gone);
+  edited.functions.push({ sym: "injected", start: "0x1", end: "0x2", sha256: "0".repeat(64) });
+  const r = replayFuncProof(edited, new BufferByteSource(bytes, "libz"));
+  assert.deepEqual(
+    r.mismatches.map((m) => `${m.kind}:${m.name}`).sort(),
+    [`function-extra:${gone.sym}@${gone.start}`, "function-missing:injected@0x1"].sort(),
+  );
+});
