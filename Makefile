@@ -51,6 +51,7 @@ bench: build
 	node bench/delta.bench.ts
 	node bench/webhook.bench.ts
 	node bench/graph.bench.ts
+	node bench/verify-image.bench.ts
 
 # Root: bpftrace and perf sample the whole machine; keep it otherwise idle while this runs (~2 min).
 .PHONY: bench-agent

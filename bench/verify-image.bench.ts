@@ -113,13 +113,14 @@ async function main(): Promise<void> {
 
     const row = (label: string, vs: ImageVerification[]): void => {
       const total = median(vs.map((v) => v.timings.totalMs));
-      const fetch = median(vs.map((v) => v.timings.fetchMs));
-      const hash = median(vs.map((v) => v.timings.hashMs));
-      const other = Math.max(0, total - fetch - hash);
+      const refs = median(vs.map((v) => v.timings.referrersMs));
+      const image = median(vs.map((v) => v.timings.imageMs));
+      const replay = median(vs.map((v) => v.timings.replayMs));
+      const pct = (ms: number): string => `${Math.round((100 * ms) / total)}%`;
       console.log(
-        `${label.padEnd(8)} total ${fmt(total)}  fetch ${fmt(fetch)} (${Math.round((100 * fetch) / total)}%)  ` +
-          `hash/replay ${fmt(hash)} (${Math.round((100 * hash) / total)}%)  other ${fmt(other)}  ` +
-          `replay/sha256sum ${(hash / median(shaMs)).toFixed(1)}×`,
+        `${label.padEnd(8)} total ${fmt(total)}  referrers (fetch + verify) ${fmt(refs)} (${pct(refs)})  ` +
+          `image (fetch + extract) ${fmt(image)} (${pct(image)})  replay (hash) ${fmt(replay)} (${pct(replay)})  ` +
+          `replay/sha256sum ${(replay / median(shaMs)).toFixed(1)}×`,
       );
     };
     console.log(

@@ -25,6 +25,7 @@ import { verifyEnvelope, type VerifyResult } from "../../core/dsse/verify.ts";
 import { action, printOut } from "../action.ts";
 import { EXIT_OK, EXIT_USAGE, EXIT_VERIFY_FAILED } from "../exit-codes.ts";
 import { collect } from "../options.ts";
+import { makeTrustedRoot } from "../../core/tlog/trusted-root.ts";
 import { addRegistryOptions } from "../registry.ts";
 import { attachAttestations, type AttachOptions } from "./publish.ts";
 
@@ -248,4 +249,41 @@ export function registerAttest(program: Command): void {
           "  stella attest attach --image registry.example/app:1.4 --attestation cas/reachability/graphs/<hash>.dsse",
       ),
   ).action(action((opts: AttachOptions) => attachAttestations(opts)));
+
+  cmd
+    .command("trusted-root")
+    .description(
+      "Write a sigstore trusted root naming your Rekor v2 transparency log(s), for `stella verify --trusted-root`",
+    )
+    .requiredOption("--tlog-url <URL>", "the log's URL (must contain its origin)")
+    .requiredOption(
+      "--tlog-key <PUB.pem>",
+      "the log's checkpoint-signing public key (Ed25519 or ECDSA P-256)",
+    )
+    .option(
+      "--origin <ORIGIN>",
+      "the log's checkpoint origin (its --hostname); default: host[:port] of the URL",
+    )
+    .option("--out <FILE>", "write here instead of stdout")
+    .action(
+      action((opts: TrustedRootOptions) =>
+        Promise.resolve().then(() => {
+          const origin = opts.origin ?? new URL(opts.tlogUrl).host;
+          const root = makeTrustedRoot({
+            tlogs: [{ baseUrl: opts.tlogUrl, publicKeyPem: readFileSync(opts.tlogKey, "utf8"), origin }],
+          });
+          const json = `${JSON.stringify(root, null, 2)}\n`;
+          if (opts.out === undefined) printOut(json);
+          else writeOutput(opts.out, json);
+          return EXIT_OK;
+        }),
+      ),
+    );
+}
+
+interface TrustedRootOptions {
+  tlogUrl: string;
+  tlogKey: string;
+  origin?: string;
+  out?: string;
 }

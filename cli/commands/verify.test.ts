@@ -11,12 +11,17 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
+import { loadPrivateKey } from "../../core/dsse/keys.ts";
+import { keySigner } from "../../core/dsse/sign.ts";
 import { RegistryClient } from "../../core/oci/client.ts";
 import { pushLayout } from "../../core/oci/layout-sync.ts";
 import { buildDebianImage } from "../../core/testing/debian-image.ts";
 import { startRekor } from "../../core/testing/rekor.ts";
 import { blobPath, startRegistry, type TestRegistry } from "../../core/testing/registry.ts";
 import { run } from "../../core/testing/run.ts";
+import { signOpenVex } from "../../core/vex/attest.ts";
+import { buildOpenVexDocument } from "../../core/vex/openvex.ts";
+import { NOT_IN_PATH } from "../../core/vex/testdata.ts";
 
 const CLI = fileURLToPath(new URL("../stella.ts", import.meta.url));
 const PACKAGES = ["zlib1g", "gzip", "libzstd1"];
@@ -85,7 +90,10 @@ describe("stella funcproof --push / attest attach / verify --image / export", { 
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     writeFileSync(key, privateKey.export({ type: "pkcs8", format: "pem" }));
     writeFileSync(pub, publicKey.export({ type: "spki", format: "pem" }));
-    writeFileSync(root, JSON.stringify(rekor.trustedRoot));
+    // The trusted root a user would make for their own log.
+    writeFileSync(join(dir, "log.pub"), rekor.publicKeyPem);
+    ok("attest", "trusted-root", "--tlog-url", rekor.url, "--tlog-key", join(dir, "log.pub"), "--out", root);
+    assert.equal(new URL(rekor.url).host, rekor.origin);
     const layout = join(dir, "v1");
     const built = await buildDebianImage(layout, { packages: PACKAGES, tag: "1.0" });
     assert.equal(built.elfFiles, 3);
@@ -293,6 +301,65 @@ describe("stella funcproof --push / attest attach / verify --image / export", { 
     assert.match(why, /signature: /);
     assert.match(why, /transparency log: /);
     assert.match(why, new RegExp(layerDigest.replace("sha256:", "")));
+  });
+
+  it("checks a richgraph referrer's hash against its body and the replayed functions, and VEX documents' subject", async () => {
+    await pushLayout(client, join(dir, "v1"), "graph", "1.0");
+    const ref = `${registry.host}/graph:1.0`;
+    const pushed = JSON.parse(ok("funcproof", ref, "--push", "--sign", key, "--no-sbom", "--json")) as {
+      digest: string;
+    };
+    const cas = join(dir, "cas");
+    const built = JSON.parse(
+      ok("graph", "build", join(dir, "v1"), "--out", cas, "--sign", key, "--json"),
+    ) as {
+      graph_hash: string;
+      graph: string;
+      envelope: string;
+    };
+    // The CAS envelope takes its body along (`<hash>.dsse` → `<hash>`).
+    ok("attest", "attach", "--image", ref, "--attestation", built.envelope);
+
+    const signer = keySigner(loadPrivateKey(readFileSync(key), key));
+    const vexFor = async (imageDigest: string, file: string): Promise<void> => {
+      const decision = { ...NOT_IN_PATH, product: { imageDigest } };
+      const doc = buildOpenVexDocument(decision, {
+        id: "https://example.test/vex/1",
+        author: "test",
+        timestamp: "2026-11-25T00:00:00Z",
+        version: 1,
+      });
+      writeFileSync(file, (await signOpenVex(decision.product, doc, [signer])).json);
+    };
+    await vexFor(pushed.digest, join(dir, "vex-ok.json"));
+    await vexFor(`sha256:${"0".repeat(64)}`, join(dir, "vex-other.json"));
+    ok("attest", "attach", "--image", ref, "--attestation", join(dir, "vex-ok.json"));
+
+    let v = JSON.parse(ok("verify", "--image", ref, "--key", pub, "--json")) as Verification & {
+      graphs: { graphHash: string; nodesChecked: number; reasons: string[] }[];
+      vex: { statements: { status: string }[]; reasons: string[] }[];
+    };
+    assert.equal(v.verdict, "pass", v.reasons.join("\n"));
+    assert.equal(v.graphs[0]?.graphHash, built.graph_hash);
+    // Every function node of the three binaries was compared with a replayed FuncProof function hash.
+    assert.ok((v.graphs[0]?.nodesChecked ?? 0) > 100, String(v.graphs[0]?.nodesChecked));
+    assert.deepEqual(v.vex[0]?.statements, [{ status: "not_affected", vulnerability: "CVE-2024-1234" }]);
+
+    // A VEX document about another image, and a graph envelope with a body that is not the one it signed.
+    ok("attest", "attach", "--image", ref, "--attestation", join(dir, "vex-other.json"));
+    const otherBody = join(dir, "other-graph.json");
+    const body = JSON.parse(readFileSync(built.graph, "utf8")) as { roots: unknown[] };
+    body.roots = body.roots.slice(1);
+    writeFileSync(otherBody, JSON.stringify(body));
+    ok("attest", "attach", "--image", ref, "--attestation", built.envelope, "--body", otherBody);
+    const r = stella("verify", "--image", ref, "--key", pub, "--json");
+    assert.equal(r.code, 1);
+    v = JSON.parse(r.stdout) as typeof v;
+    const refused = v.referrers.filter((x) => x.status === "refused");
+    assert.deepEqual(refused.map((x) => x.kind).sort(), ["graph", "vex"]);
+    const why = refused.map((x) => x.reasons.join(" ")).join("\n");
+    assert.match(why, /not this image/);
+    assert.match(why, /graph body|graph_hash|canonical/);
   });
 });
 

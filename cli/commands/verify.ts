@@ -145,7 +145,7 @@ function describe(v: ImageVerification): string {
   }
   lines.push(
     `verdict: ${v.verdict.toUpperCase()}${v.reasons.length > 0 ? `: ${v.reasons.join("; ")}` : ""}` +
-      `  [fetch ${v.timings.fetchMs} ms, hash ${v.timings.hashMs} ms, total ${v.timings.totalMs} ms]`,
+      `  [referrers ${v.timings.referrersMs} ms, image ${v.timings.imageMs} ms, replay ${v.timings.replayMs} ms, total ${v.timings.totalMs} ms]`,
   );
   return lines.join("\n");
 }

@@ -2,6 +2,7 @@
 // Bearer-token front (node:http) for the token-auth dance that the real registry cannot do here without a token server.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
@@ -78,13 +79,21 @@ export async function startRegistry(
     auth;
   const cfgPath = join(dir, "config.yml");
   await writeFile(cfgPath, config);
-  const child = spawn(REGISTRY_BINARY, ["serve", cfgPath], { stdio: ["ignore", "ignore", "pipe"] });
+  // The server's stderr goes to a file, not a pipe: a pipe fills while the parent is blocked (a test's
+  // spawnSync of the CLI) and stalls the server mid-request.
+  const logPath = join(dir, "server.log");
+  const logFd = openSync(logPath, "w");
+  const child = spawn(REGISTRY_BINARY, ["serve", cfgPath], { stdio: ["ignore", "ignore", logFd] });
   live.add(child);
   killAllOnExit();
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString("utf8")).slice(-8192);
-  });
+  closeSync(logFd);
+  const serverLog = (): string => {
+    try {
+      return readFileSync(logPath, "utf8").slice(-8192);
+    } catch {
+      return "";
+    }
+  };
   let exited = false;
   child.once("exit", () => {
     exited = true;
@@ -114,7 +123,7 @@ export async function startRegistry(
   for (;;) {
     if (exited) {
       await rm(dir, { recursive: true, force: true });
-      throw new Error(`docker-registry exited during startup: ${stderr}`);
+      throw new Error(`docker-registry exited during startup: ${serverLog()}`);
     }
     try {
       const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
@@ -125,7 +134,7 @@ export async function startRegistry(
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`docker-registry did not answer ${url}/v2/ within 15 s: ${stderr}`);
+      throw new Error(`docker-registry did not answer ${url}/v2/ within 15 s: ${serverLog()}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -2,7 +2,7 @@
 // from its Go module into the e2e cache by `make rekor-server` (e2e/tools/build.sh rekor-server).
 import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -95,13 +95,21 @@ export async function startRekor(): Promise<TestRekor> {
     "--log-level=warn",
   ];
   const startedAt = new Date();
-  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // The server's stderr goes to a file, not a pipe: a pipe fills while the parent is blocked (a test's
+  // spawnSync of the CLI) and stalls the server mid-request.
+  const logPath = join(dir, "server.log");
+  const logFd = openSync(logPath, "w");
+  const child = spawn(binary, args, { stdio: ["ignore", "ignore", logFd] });
   live.add(child);
   killAllOnExit();
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString("utf8")).slice(-8192);
-  });
+  closeSync(logFd);
+  const serverLog = (): string => {
+    try {
+      return readFileSync(logPath, "utf8").slice(-8192);
+    } catch {
+      return "";
+    }
+  };
   let exited = false;
   child.once("exit", () => {
     exited = true;
@@ -130,7 +138,7 @@ export async function startRekor(): Promise<TestRekor> {
   for (;;) {
     if (exited) {
       await rm(dir, { recursive: true, force: true });
-      throw new Error(`rekor-server exited during startup: ${stderr}`);
+      throw new Error(`rekor-server exited during startup: ${serverLog()}`);
     }
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
@@ -142,7 +150,7 @@ export async function startRekor(): Promise<TestRekor> {
     if (Date.now() > deadline) {
       await stop();
       throw new Error(
-        `rekor-server did not answer ${url}/healthz within ${String(STARTUP_TIMEOUT_MS)} ms: ${stderr}`,
+        `rekor-server did not answer ${url}/healthz within ${String(STARTUP_TIMEOUT_MS)} ms: ${serverLog()}`,
       );
     }
     await new Promise((r) => setTimeout(r, 50));
