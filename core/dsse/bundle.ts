@@ -60,7 +60,8 @@ export function envelopeToBundleJson(env: Envelope): string {
   return json;
 }
 
-function invalid(name: string, cause: unknown): BundleError {
+/** BUNDLE_INVALID for a bundle @sigstore/bundle refused, naming the fields it names. */
+export function invalid(name: string, cause: unknown): BundleError {
   const detail =
     cause instanceof ValidationError
       ? `invalid field(s): ${cause.fields.join(", ")}`

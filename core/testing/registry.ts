@@ -1,15 +1,13 @@
 // Test helper: a real OCI registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1, and a small
 // Bearer-token front (node:http) for the token-auth dance that the real registry cannot do here without a token server.
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { run } from "./run.ts";
+import { freePort, spawnServer } from "./server-process.ts";
 
 export const REGISTRY_BINARY = "/usr/bin/docker-registry";
 
@@ -21,30 +19,6 @@ export interface TestRegistry {
   /** Filesystem storage root (blobs under docker/registry/v2/blobs/sha256/XX/HEX/data). */
   root: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      s.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
-
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function killAllOnExit(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const c of live) c.kill("SIGKILL");
-  });
 }
 
 /** The blob's data file in the registry's filesystem storage. */
@@ -79,64 +53,21 @@ export async function startRegistry(
     auth;
   const cfgPath = join(dir, "config.yml");
   await writeFile(cfgPath, config);
-  // The server's stderr goes to a file, not a pipe: a pipe fills while the parent is blocked (a test's
-  // spawnSync of the CLI) and stalls the server mid-request.
-  const logPath = join(dir, "server.log");
-  const logFd = openSync(logPath, "w");
-  const child = spawn(REGISTRY_BINARY, ["serve", cfgPath], { stdio: ["ignore", "ignore", logFd] });
-  live.add(child);
-  killAllOnExit();
-  closeSync(logFd);
-  const serverLog = (): string => {
-    try {
-      return readFileSync(logPath, "utf8").slice(-8192);
-    } catch {
-      return "";
-    }
-  };
-  let exited = false;
-  child.once("exit", () => {
-    exited = true;
-    live.delete(child);
-  });
-  child.once("error", () => {
-    exited = true;
-  });
+  const server = spawnServer("docker-registry", REGISTRY_BINARY, ["serve", cfgPath], dir);
   const url = `http://${host}`;
   const stop = async (): Promise<void> => {
-    if (!exited) {
-      const done = new Promise<void>((resolve) => {
-        child.once("exit", () => {
-          resolve();
-        });
-      });
-      child.kill("SIGTERM");
-      const t = setTimeout(() => {
-        child.kill("SIGKILL");
-      }, 3000);
-      await done;
-      clearTimeout(t);
-    }
+    await server.stop();
     await rm(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (exited) {
-      await rm(dir, { recursive: true, force: true });
-      throw new Error(`docker-registry exited during startup: ${serverLog()}`);
-    }
-    try {
+  try {
+    await server.waitReady(async () => {
       const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
       await res.body?.cancel();
-      if (res.status === 200 || res.status === 401) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`docker-registry did not answer ${url}/v2/ within 15 s: ${serverLog()}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+      return res.status === 200 || res.status === 401;
+    }, 15_000);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
   return { url, host, root, stop };
 }

@@ -1,12 +1,6 @@
-import {
-  ValidationError,
-  assertBundleLatest,
-  bundleFromJSON,
-  bundleToJSON,
-  type SerializedBundle,
-} from "@sigstore/bundle";
+import { assertBundleLatest, bundleFromJSON, bundleToJSON, type SerializedBundle } from "@sigstore/bundle";
 
-import { BundleError, envelopeToBundle } from "../dsse/bundle.ts";
+import { envelopeToBundle, invalid } from "../dsse/bundle.ts";
 import type { Envelope } from "../dsse/envelope.ts";
 import type { TlogEntryJson } from "./rekor.ts";
 
@@ -26,18 +20,6 @@ export function bundleWithTlog(envelope: Envelope, entries: readonly TlogEntryJs
     assertBundleLatest(bundle);
     return bundleToJSON(bundle);
   } catch (cause) {
-    const detail =
-      cause instanceof ValidationError
-        ? `invalid field(s): ${cause.fields.join(", ")}`
-        : cause instanceof Error
-          ? cause.message
-          : String(cause);
-    throw new BundleError(
-      "BUNDLE_INVALID",
-      `bundle with tlog entries: not a valid sigstore bundle: ${detail}`,
-      {
-        cause,
-      },
-    );
+    throw invalid("bundle with tlog entries", cause);
   }
 }
