@@ -17,6 +17,7 @@ import {
   buildFuncProof,
   FUNCPROOF_MEDIA_TYPE,
   FUNCPROOF_PREDICATE_TYPE,
+  type FuncProof,
 } from "../../core/funcproof/funcproof.ts";
 import { RICHGRAPH_PREDICATE_TYPE } from "../../core/graph/model.ts";
 import type { Blake3 } from "../../core/hash/digest.ts";
@@ -48,10 +49,18 @@ async function subjectOf(t: RegistryTarget): Promise<Descriptor> {
 }
 
 /** Logs the envelope when a log URL is given; the bundle is what gets stored either way. */
+interface Logged {
+  bundle: Record<string, unknown>;
+  logIndex?: string;
+}
+
+/** Envelopes being logged at once by `funcproof --push`. */
+const TLOG_CONCURRENCY = 16;
+
 async function toBundle(
   env: Envelope,
   tlog: { url: string; publicKey: PublicKey } | undefined,
-): Promise<{ bundle: Record<string, unknown>; logIndex?: string }> {
+): Promise<Logged> {
   if (tlog === undefined) return { bundle: envelopeToBundle(env) as unknown as Record<string, unknown> };
   const entry = await submitDsse({ url: tlog.url }, env, tlog.publicKey);
   const bundle = bundleWithTlog(env, [entry]) as unknown as Record<string, unknown>;
@@ -104,8 +113,10 @@ export async function pushFuncproofs(
     await pullToLayout(target.client, repo, subject.digest, dir);
     const artifact = await openArtifact(dir);
     const bar = progress("funcproof --push");
-    const published: PublishedReferrer[] = [];
-    const sbomFiles: ElfFileInput[] = [];
+    // Build and sign in order; log up to TLOG_CONCURRENCY envelopes at once (each waits for a checkpoint, and
+    // entries submitted together share one); attach in order (the tag-schema fallback index is read-modify-write).
+    const pending: { proof: FuncProof; envelope: Envelope; logged: Promise<Logged> }[] = [];
+    const inFlight = new Set<Promise<void>>();
     for (const [i, file] of artifact.files.entries()) {
       bar.update(i, artifact.files.length, file.path);
       const src = file.open();
@@ -127,30 +138,49 @@ export async function pushFuncproofs(
         predicate: proof as unknown as Record<string, unknown>,
         signers: [signer],
       });
-      const { bundle, logIndex } = await toBundle(envelope, tlog);
-      const statement = parseStatement(payloadBytes(envelope), file.path);
+      if (inFlight.size >= TLOG_CONCURRENCY) await Promise.race(inFlight);
+      const logged = toBundle(envelope, tlog);
+      const settled: Promise<void> = logged.then(
+        () => {
+          inFlight.delete(settled);
+        },
+        () => {
+          inFlight.delete(settled); // the error is rethrown where `logged` is awaited
+        },
+      );
+      inFlight.add(settled);
+      pending.push({ proof, envelope, logged });
+    }
+    const published: PublishedReferrer[] = [];
+    const sbomFiles: ElfFileInput[] = [];
+    for (const [i, { proof, envelope, logged }] of pending.entries()) {
+      const path = proof.file.name;
+      bar.update(i, pending.length, `attach ${path}`);
+      const { bundle, logIndex } = await logged;
+      const statement = parseStatement(payloadBytes(envelope), path);
+      const buildId = proof.buildId === undefined ? {} : { buildId: proof.buildId };
       const digest = await attachOne(
         target.client,
         repo,
         subject,
         { bundle, envelope, statement },
         {
-          path: file.path,
-          ...(proof.buildId === undefined ? {} : { buildId: proof.buildId }),
+          path,
+          ...buildId,
         },
       );
       published.push({
         digest,
         artifactType: FUNCPROOF_MEDIA_TYPE,
-        path: file.path,
-        ...(proof.buildId === undefined ? {} : { buildId: proof.buildId }),
+        path,
+        ...buildId,
         ...(logIndex === undefined ? {} : { tlog: { logIndex } }),
       });
       sbomFiles.push({
-        path: file.path,
-        sha256: file.sha256,
-        size: file.size,
-        ...(proof.buildId === undefined ? {} : { buildId: proof.buildId }),
+        path,
+        sha256: proof.file.sha256,
+        size: proof.file.size,
+        ...buildId,
         funcproof: proof,
         funcproofRef: {
           digest,
