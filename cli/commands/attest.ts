@@ -230,8 +230,8 @@ export function registerAttest(program: Command): void {
     cmd
       .command("attach")
       .description(
-        "Publish signed documents (FuncProof, BinaryDiffV1, delta, richgraph, VEX; DSSE envelopes or sigstore\n" +
-          "bundles) as OCI referrers of an image: one artifact manifest each, artifactType from the predicate\n" +
+        "Publish signed documents (FuncProof, BinaryDiffV1, delta, richgraph, VEX; DSSE envelopes or sigstore " +
+          "bundles) as OCI referrers of an image: one artifact manifest each, artifactType from the predicate " +
           "type, the sigstore bundle v0.3 as its layer. A richgraph envelope from the CAS takes its body along.",
       )
       .requiredOption("--image <REF>", "the image: registry/repo:tag or registry/repo@sha256:…")
@@ -245,7 +245,7 @@ export function registerAttest(program: Command): void {
       .option("--json", "print the referrers attached as JSON")
       .addHelpText(
         "after",
-        "\nExamples:\n  stella attest attach --image registry.example/app:1.4 --attestation app.delta.dsse.json\n" +
+        "\nExamples:\n  stella attest attach --image registry.example/app:1.4 --attestation app.delta.dsse.json " +
           "  stella attest attach --image registry.example/app:1.4 --attestation cas/reachability/graphs/<hash>.dsse",
       ),
   ).action(action((opts: AttachOptions) => attachAttestations(opts)));

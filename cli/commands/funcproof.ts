@@ -40,7 +40,7 @@ export function registerFuncproof(program: Command): void {
   program
     .command("funcproof")
     .description(
-      "Prove what is inside ELF binaries: BuildID, per-section and per-function hashes (raw and normalised).\n" +
+      "Prove what is inside ELF binaries: BuildID, per-section and per-function hashes (raw and normalised). " +
         "FILE may be an ELF file, a directory, an OCI image layout or an image tarball (every ELF inside).",
     )
     .argument("<FILE...>", "ELF files or artifacts")
@@ -55,7 +55,7 @@ export function registerFuncproof(program: Command): void {
     .option("--blake3", "also record BLAKE3-256 of the file and of each section")
     .option(
       "--emit-cr",
-      "write FuncProof custom resources (needs --sign): <name>.funcproof.cr.yaml in --out, else stdout;\n" +
+      "write FuncProof custom resources (needs --sign): <name>.funcproof.cr.yaml in --out, else stdout; " +
         "apply with `kubectl apply --server-side` (large envelopes exceed client-side apply's annotation limit)",
     )
     .option(
@@ -66,7 +66,7 @@ export function registerFuncproof(program: Command): void {
     )
     .option(
       "--push",
-      "FILE is a registry image (registry/repo:tag): attach a signed FuncProof referrer for every ELF in it,\n" +
+      "FILE is a registry image (registry/repo:tag): attach a signed FuncProof referrer for every ELF in it, " +
         "and a CycloneDX SBOM linking each file to its FuncProof (needs one --sign)",
     )
     .option("--tlog <URL>", "with --push: log each envelope in this Rekor v2 transparency log first")
@@ -77,7 +77,7 @@ export function registerFuncproof(program: Command): void {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/\n" +
+      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/ " +
         "  stella funcproof registry.example/app:1.4 --push --sign release.key",
     )
     .action(action(async (files: string[], opts: FuncproofOptions) => funcproofCommand(files, opts)));

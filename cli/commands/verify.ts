@@ -34,9 +34,9 @@ export function registerVerify(program: Command): void {
     program
       .command("verify")
       .description(
-        "Replay an image's evidence: pull every referrer (or read them from an exported directory), verify\n" +
-          "each signature and transparency-log inclusion proof, re-extract the image's ELF files and recompute\n" +
-          "every FuncProof section and function hash, check graph hashes, VEX documents and the SBOM.\n" +
+        "Replay an image's evidence: pull every referrer (or read them from an exported directory), verify " +
+          "each signature and transparency-log inclusion proof, re-extract the image's ELF files and recompute " +
+          "every FuncProof section and function hash, check graph hashes, VEX documents and the SBOM. " +
           "Exit 0 when every binary verifies, 1 when anything fails (each failure is named).",
       )
       .requiredOption("--image <REF>", "the image: registry/repo:tag or registry/repo@sha256:…")
@@ -49,7 +49,7 @@ export function registerVerify(program: Command): void {
       .option("--json", "print the whole verification as JSON")
       .addHelpText(
         "after",
-        "\nExamples:\n  stella verify --image registry.example/app:1.4 --key release.pub\n" +
+        "\nExamples:\n  stella verify --image registry.example/app:1.4 --key release.pub " +
           "  stella verify --image registry.example/app:1.4 --offline ./app-evidence --key release.pub --trusted-root root.json",
       ),
   ).action(action(async (opts: VerifyOptions) => verifyCommand(opts)));
@@ -58,7 +58,7 @@ export function registerVerify(program: Command): void {
     program
       .command("export")
       .description(
-        "Write an image and every referrer of it (signed evidence, SBOM) into an OCI image layout directory:\n" +
+        "Write an image and every referrer of it (signed evidence, SBOM) into an OCI image layout directory: " +
           "the air-gap bundle `stella verify --image REF --offline DIR` runs on.",
       )
       .requiredOption("--image <REF>", "the image: registry/repo:tag or registry/repo@sha256:…")
