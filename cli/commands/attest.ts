@@ -245,7 +245,7 @@ export function registerAttest(program: Command): void {
       .option("--json", "print the referrers attached as JSON")
       .addHelpText(
         "after",
-        "\nExamples:\n  stella attest attach --image registry.example/app:1.4 --attestation app.delta.dsse.json " +
+        "\nExamples:\n  stella attest attach --image registry.example/app:1.4 --attestation app.delta.dsse.json\n" +
           "  stella attest attach --image registry.example/app:1.4 --attestation cas/reachability/graphs/<hash>.dsse",
       ),
   ).action(action((opts: AttachOptions) => attachAttestations(opts)));

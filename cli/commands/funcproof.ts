@@ -77,7 +77,7 @@ export function registerFuncproof(program: Command): void {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/ " +
+      "\nExamples:\n  stella funcproof /usr/lib/x86_64-linux-gnu/libcrypto.so.3 --json\n  stella funcproof ./app --sign cosign.key --out evidence/\n" +
         "  stella funcproof registry.example/app:1.4 --push --sign release.key",
     )
     .action(action(async (files: string[], opts: FuncproofOptions) => funcproofCommand(files, opts)));

@@ -49,7 +49,7 @@ export function registerVerify(program: Command): void {
       .option("--json", "print the whole verification as JSON")
       .addHelpText(
         "after",
-        "\nExamples:\n  stella verify --image registry.example/app:1.4 --key release.pub " +
+        "\nExamples:\n  stella verify --image registry.example/app:1.4 --key release.pub\n" +
           "  stella verify --image registry.example/app:1.4 --offline ./app-evidence --key release.pub --trusted-root root.json",
       ),
   ).action(action(async (opts: VerifyOptions) => verifyCommand(opts)));
