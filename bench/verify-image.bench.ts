@@ -14,11 +14,10 @@ import { openArtifact } from "../core/artifacts/artifact.ts";
 import { loadPublicKey } from "../core/dsse/keys.ts";
 import { verifyImage, type ImageVerification } from "../core/evidence/verify-image.ts";
 import { Blake3 } from "../core/hash/digest.ts";
-import { RegistryClient } from "../core/oci/client.ts";
 import { exportImage, layoutSource, registrySource } from "../core/oci/evidence-source.ts";
 import { pushLayout } from "../core/oci/layout-sync.ts";
 import { buildDebianImage } from "../core/testing/debian-image.ts";
-import { startRegistry } from "../core/testing/registry.ts";
+import { startRegistry, testClient } from "../core/testing/registry.ts";
 import { startRekor } from "../core/testing/rekor.ts";
 import { median } from "./timing.ts";
 
@@ -50,7 +49,7 @@ async function main(): Promise<void> {
   try {
     const layout = join(dir, "image");
     const built = await buildDebianImage(layout, { packages, tag: "bench" });
-    const client = new RegistryClient({ registry: registry.host, insecure: true, userAgent: "stella-bench" });
+    const client = testClient(registry.host);
     await pushLayout(client, layout, "bench", "bench");
     const ref = `${registry.host}/bench:bench`;
 

@@ -10,13 +10,13 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { request } from "node:https";
-import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { TLSSocket } from "node:tls";
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import { pino, type Logger } from "pino";
 
+import { freePort } from "../core/testing/server-process.ts";
 import { WebhookServer } from "../operator/webhook/server.ts";
 import { WebhookTls, type WebhookTlsOptions, type WebhookTlsPair } from "../operator/webhook/tls.ts";
 import { startControlPlane, type ControlPlane } from "./harness/control-plane.ts";
@@ -65,19 +65,6 @@ function kubectlAsync(args: string[]): Promise<KubectlResult> {
     child.on("error", reject);
     child.on("close", (code) => {
       resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      s.close(() => {
-        resolve(typeof addr === "object" && addr !== null ? addr.port : 0);
-      });
     });
   });
 }

@@ -4,13 +4,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { openArtifact } from "../../core/artifacts/artifact.ts";
-import { attest } from "../../core/dsse/attest.ts";
 import { envelopeToBundle } from "../../core/dsse/bundle.ts";
 import type { Envelope } from "../../core/dsse/envelope.ts";
 import { loadPrivateKeyFile, loadPublicKeyFile, type PublicKey } from "../../core/dsse/keys.ts";
-import { keySigner } from "../../core/dsse/sign.ts";
-import { parseStatement } from "../../core/dsse/statement.ts";
-import { payloadBytes } from "../../core/dsse/envelope.ts";
+import { keySigner, signEnvelope } from "../../core/dsse/sign.ts";
+import {
+  IN_TOTO_PAYLOAD_TYPE,
+  makeStatement,
+  statementBytes,
+  type Statement,
+} from "../../core/dsse/statement.ts";
 import { evidenceArtifact, readSignedInput, type SignedInput } from "../../core/evidence/attach.ts";
 import { CYCLONEDX_MEDIA_TYPE, RICHGRAPH_BODY_MEDIA_TYPE } from "../../core/evidence/referrers.ts";
 import {
@@ -75,9 +78,8 @@ async function attachOne(
   subject: Descriptor,
   input: SignedInput,
   extra: { path?: string; buildId?: string; bodies?: ArtifactBlob[] },
-): Promise<string> {
-  const res = await client.attachReferrer(repo, subject, evidenceArtifact(input, extra));
-  return res.descriptor.digest;
+): Promise<Descriptor> {
+  return (await client.attachReferrer(repo, subject, evidenceArtifact(input, extra))).descriptor;
 }
 
 export interface PushOptions extends RegistryFlags {
@@ -115,7 +117,8 @@ export async function pushFuncproofs(
     const bar = progress("funcproof --push");
     // Build and sign in order; log up to TLOG_CONCURRENCY envelopes at once (each waits for a checkpoint, and
     // entries submitted together share one); attach in order (the tag-schema fallback index is read-modify-write).
-    const pending: { proof: FuncProof; envelope: Envelope; logged: Promise<Logged> }[] = [];
+    const pending: { proof: FuncProof; envelope: Envelope; statement: Statement; logged: Promise<Logged> }[] =
+      [];
     const inFlight = new Set<Promise<void>>();
     for (const [i, file] of artifact.files.entries()) {
       bar.update(i, artifact.files.length, file.path);
@@ -132,12 +135,13 @@ export async function pushFuncproofs(
       } finally {
         src.close();
       }
-      const envelope = await attest({
-        subjects: [{ name: proof.file.name, digest: { sha256: proof.file.sha256 } }],
-        predicateType: FUNCPROOF_PREDICATE_TYPE,
-        predicate: proof as unknown as Record<string, unknown>,
-        signers: [signer],
-      });
+      // The statement is kept: evidenceArtifact reads its predicate type and subject (no re-parse of the payload).
+      const statement = makeStatement(
+        [{ name: proof.file.name, digest: { sha256: proof.file.sha256 } }],
+        FUNCPROOF_PREDICATE_TYPE,
+        proof as unknown as Record<string, unknown>,
+      );
+      const envelope = await signEnvelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement), [signer]);
       if (inFlight.size >= TLOG_CONCURRENCY) await Promise.race(inFlight);
       const logged = toBundle(envelope, tlog);
       const settled: Promise<void> = logged.then(
@@ -149,17 +153,16 @@ export async function pushFuncproofs(
         },
       );
       inFlight.add(settled);
-      pending.push({ proof, envelope, logged });
+      pending.push({ proof, envelope, statement, logged });
     }
     const published: PublishedReferrer[] = [];
     const sbomFiles: ElfFileInput[] = [];
-    for (const [i, { proof, envelope, logged }] of pending.entries()) {
+    for (const [i, { proof, envelope, statement, logged }] of pending.entries()) {
       const path = proof.file.name;
       bar.update(i, pending.length, `attach ${path}`);
       const { bundle, logIndex } = await logged;
-      const statement = parseStatement(payloadBytes(envelope), path);
       const buildId = proof.buildId === undefined ? {} : { buildId: proof.buildId };
-      const digest = await attachOne(
+      const { digest } = await attachOne(
         target.client,
         repo,
         subject,
@@ -251,13 +254,13 @@ export async function attachAttestations(opts: AttachOptions): Promise<number> {
       input.statement.predicateType === FUNCPROOF_PREDICATE_TYPE
         ? input.statement.subject[0]?.name
         : undefined;
-    const digest = await attachOne(target.client, target.ref.repository, subject, input, {
+    const attached = await attachOne(target.client, target.ref.repository, subject, input, {
       ...(subjectPath === undefined ? {} : { path: subjectPath }),
       bodies,
     });
     published.push({
-      digest,
-      artifactType: evidenceArtifact(input).artifactType,
+      digest: attached.digest,
+      artifactType: attached.artifactType ?? "",
       source: file,
       ...(logIndex === undefined ? {} : { tlog: { logIndex } }),
     });

@@ -14,11 +14,11 @@ import { fileURLToPath } from "node:url";
 import { loadPrivateKey } from "../../core/dsse/keys.ts";
 import { keySigner } from "../../core/dsse/sign.ts";
 import { RegistryClient } from "../../core/oci/client.ts";
+import { functionMiddle } from "../../core/testing/elf-oracle.ts";
 import { pushLayout } from "../../core/oci/layout-sync.ts";
 import { buildDebianImage } from "../../core/testing/debian-image.ts";
 import { startRekor } from "../../core/testing/rekor.ts";
-import { blobPath, startRegistry, type TestRegistry } from "../../core/testing/registry.ts";
-import { run } from "../../core/testing/run.ts";
+import { blobPath, startRegistry, type TestRegistry, testClient } from "../../core/testing/registry.ts";
 import { signOpenVex } from "../../core/vex/attest.ts";
 import { buildOpenVexDocument } from "../../core/vex/openvex.ts";
 import { NOT_IN_PATH } from "../../core/vex/testdata.ts";
@@ -50,25 +50,6 @@ interface Verification {
   sbom: { reasons: string[]; components: number }[];
 }
 
-/** The file offset of the middle of `fn` in `path`, from nm and readelf (oracles, not our parser). */
-async function middleOf(path: string, fn: string): Promise<{ offset: number; start: string }> {
-  const nm = await run("nm", ["-D", "-S", "--defined-only", path]);
-  const line = nm.stdout.split("\n").find((l) => l.endsWith(` T ${fn}`));
-  assert.ok(line, `nm lists ${fn} in ${path}`);
-  const [addr, size] = line.split(" ") as [string, string];
-  const vaddr = BigInt(`0x${addr}`) + BigInt(`0x${size}`) / 2n;
-  const ph = await run("readelf", ["-lW", path]);
-  for (const l of ph.stdout.split("\n")) {
-    const m = /^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)/.exec(l);
-    if (!m) continue;
-    const [off, va, filesz] = [BigInt(`0x${m[1]}`), BigInt(`0x${m[2]}`), BigInt(`0x${m[3]}`)];
-    if (vaddr >= va && vaddr < va + filesz) {
-      return { offset: Number(vaddr - va + off), start: `0x${BigInt(`0x${addr}`).toString(16)}` };
-    }
-  }
-  throw new Error(`no PT_LOAD holds ${fn}`);
-}
-
 describe("stella funcproof --push / attest attach / verify --image / export", { timeout: 600_000 }, () => {
   let registry: TestRegistry;
   let rekor: Awaited<ReturnType<typeof startRekor>>;
@@ -86,7 +67,7 @@ describe("stella funcproof --push / attest attach / verify --image / export", { 
   before(async () => {
     registry = await startRegistry();
     rekor = await startRekor();
-    client = new RegistryClient({ registry: registry.host, insecure: true, userAgent: "stella-test" });
+    client = testClient(registry.host);
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     writeFileSync(key, privateKey.export({ type: "pkcs8", format: "pem" }));
     writeFileSync(pub, publicKey.export({ type: "spki", format: "pem" }));
@@ -192,7 +173,7 @@ describe("stella funcproof --push / attest attach / verify --image / export", { 
 
   it("one byte changed in a binary of a new image under the same tag: the replay names binary, section, function", async () => {
     const target = "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13";
-    const { offset, start } = await middleOf(target, "deflate");
+    const { offset, start } = await functionMiddle(target, "deflate");
     const layout = join(dir, "v2");
     await buildDebianImage(layout, {
       packages: PACKAGES,

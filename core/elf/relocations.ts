@@ -2,7 +2,7 @@ import { SHN_UNDEF, SHT_DYNSYM, SHT_SYMTAB } from "./constants.ts";
 import type { ElfFile, Section } from "./elf-file.ts";
 import { ElfError } from "./errors.ts";
 import { FieldReader } from "./fields.ts";
-import { readSymbols, type ElfSymbol } from "./symbols.ts";
+import { assertEntsize, readSymbols, type ElfSymbol } from "./symbols.ts";
 
 // gABI "Relocation": SHT_RELA entries carry an explicit addend, SHT_REL entries keep it in the relocated word.
 export const SHT_RELA = 4;
@@ -110,15 +110,7 @@ function parse(elf: ElfFile, sec: Section, cache: Map<number, ElfSymbol[]>): Rel
   const label = sec.name || `#${sec.index}`;
   // Elf64_Rela: offset u64, info u64, addend i64; Elf64_Rel: offset, info. Elf32: u32 fields.
   const minEnt = (is64 ? 8 : 4) * (rela ? 3 : 2);
-  if (sec.entsize < minEnt) {
-    throw new ElfError(
-      "ELF_BAD_FIELD",
-      elf.name,
-      `section ${label} sh_entsize`,
-      undefined,
-      `${sec.entsize} is smaller than ${minEnt}`,
-    );
-  }
+  assertEntsize(elf, sec, label, minEnt);
   if (sec.size % sec.entsize !== 0) {
     throw new ElfError(
       "ELF_BAD_FIELD",

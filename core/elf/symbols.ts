@@ -60,10 +60,8 @@ function linkedStrtab(elf: ElfFile, sec: Section, field: string): Uint8Array {
   return elf.sectionData(str);
 }
 
-function readSymbolTable(elf: ElfFile, sec: Section): ElfSymbol[] {
-  const is64 = elf.is64;
-  const minEnt = is64 ? 24 : 16;
-  const label = sec.name || `#${sec.index}`;
+/** A table section's sh_entsize must hold at least one record of `minEnt` bytes (hostile headers say 0 or less). */
+export function assertEntsize(elf: ElfFile, sec: Section, label: string, minEnt: number): void {
   if (sec.entsize < minEnt) {
     throw new ElfError(
       "ELF_BAD_FIELD",
@@ -73,6 +71,13 @@ function readSymbolTable(elf: ElfFile, sec: Section): ElfSymbol[] {
       `${sec.entsize} is smaller than ${minEnt}`,
     );
   }
+}
+
+function readSymbolTable(elf: ElfFile, sec: Section): ElfSymbol[] {
+  const is64 = elf.is64;
+  const minEnt = is64 ? 24 : 16;
+  const label = sec.name || `#${sec.index}`;
+  assertEntsize(elf, sec, label, minEnt);
   const strtab = linkedStrtab(elf, sec, `section ${label}`);
   const data = elf.sectionData(sec);
   const r = new FieldReader(data, sec.offset, elf.littleEndian, elf.name);

@@ -4,7 +4,7 @@ import { test } from "node:test";
 
 import { Blake3 } from "../hash/digest.ts";
 import { BufferByteSource } from "../io/byte-source.ts";
-import { run } from "../testing/run.ts";
+import { functionMiddle } from "../testing/elf-oracle.ts";
 import { buildFuncProof } from "./funcproof.ts";
 import { describeMismatch, replayFuncProof } from "./replay.ts";
 
@@ -16,18 +16,6 @@ function proofOf(bytes: Buffer, blake3?: Blake3): ReturnType<typeof buildFuncPro
     tool: "test",
     ...(blake3 ? { blake3 } : {}),
   });
-}
-
-/** File offset of a virtual address, from readelf's program headers (the oracle, not our parser). */
-async function fileOffsetOf(path: string, vaddr: bigint): Promise<number> {
-  const out = await run("readelf", ["-lW", path]);
-  for (const line of out.stdout.split("\n")) {
-    const m = /^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)/.exec(line);
-    if (!m) continue;
-    const [off, va, filesz] = [BigInt(`0x${m[1]}`), BigInt(`0x${m[2]}`), BigInt(`0x${m[3]}`)];
-    if (vaddr >= va && vaddr < va + filesz) return Number(vaddr - va + off);
-  }
-  throw new Error(`no PT_LOAD holds 0x${vaddr.toString(16)}`);
 }
 
 test("an unchanged binary replays clean: every section and function hash recomputed", () => {
@@ -44,20 +32,14 @@ test("an unchanged binary replays clean: every section and function hash recompu
 test("one byte changed inside deflate names the file, .text and deflate, and nothing else", async () => {
   const bytes = readFileSync(LIBZ);
   const proof = proofOf(bytes);
-  // nm is the oracle for where deflate lives and how long it is.
-  const nm = await run("nm", ["-D", "-S", "--defined-only", LIBZ]);
-  const line = nm.stdout.split("\n").find((l) => / T deflate$/.test(l));
-  assert.ok(line, "nm lists deflate");
-  const [addr, size] = line.split(" ") as [string, string];
-  const vaddr = BigInt(`0x${addr}`) + BigInt(`0x${size}`) / 2n;
-  const at = await fileOffsetOf(LIBZ, vaddr);
+  // nm and readelf are the oracles for where deflate lives.
+  const { start, offset: at } = await functionMiddle(LIBZ, "deflate");
   const changed = Buffer.from(bytes);
   changed[at] = (changed[at] ?? 0) ^ 0xff;
 
   const r = replayFuncProof(proof, new BufferByteSource(changed, "libz"));
   assert.equal(r.ok, false);
   const kinds = r.mismatches.map((m) => `${m.kind}:${m.name}:${m.field ?? ""}`).sort();
-  const start = `0x${BigInt(`0x${addr}`).toString(16)}`;
   const expected = [
     `file:/usr/lib/libz.so.1:sha256`,
     `section:.text:sha256`,

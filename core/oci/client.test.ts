@@ -9,7 +9,14 @@ import { gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 
 import { isStellaError } from "../errors.ts";
-import { blobPath, startBearerFront, startRegistry, type TestRegistry } from "../testing/registry.ts";
+import {
+  blobPath,
+  startBearerFront,
+  countingFetch,
+  startRegistry,
+  type TestRegistry,
+  testClient,
+} from "../testing/registry.ts";
 import { run } from "../testing/run.ts";
 import {
   EMPTY_DESCRIPTOR,
@@ -23,7 +30,6 @@ import {
 } from "./client.ts";
 
 const enc = new TextEncoder();
-const UA = "stella-evidence-test/0";
 
 interface Image {
   manifest: Uint8Array;
@@ -91,14 +97,6 @@ function makeTar(name: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
-function countingFetch(log: string[]): typeof fetch {
-  return (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    log.push(`${init?.method ?? "GET"} ${new URL(url).pathname}`);
-    return fetch(input, init);
-  };
-}
-
 function assertCode(code: string, ...mustInclude: string[]): (err: unknown) => boolean {
   return (err: unknown) => {
     assert.ok(isStellaError(err, code), `expected ${code}, got ${String(err)}`);
@@ -114,12 +112,7 @@ describe("RegistryClient against docker-registry (distribution 2.8)", () => {
 
   before(async () => {
     reg = await startRegistry();
-    client = new RegistryClient({
-      registry: reg.host,
-      insecure: true,
-      userAgent: UA,
-      fetch: countingFetch(log),
-    });
+    client = testClient(reg.host, { fetch: countingFetch(log) });
   });
   after(async () => {
     await reg.stop();
@@ -335,12 +328,7 @@ describe("RegistryClient against docker-registry (distribution 2.8)", () => {
       client.pushManifest("stella/limits", "big", big, MEDIA_TYPE_OCI_MANIFEST),
       assertCode("OCI_TOO_LARGE", "maxManifestBytes", String(4 * 1024 * 1024)),
     );
-    const small = new RegistryClient({
-      registry: reg.host,
-      insecure: true,
-      userAgent: UA,
-      maxManifestBytes: 100,
-    });
+    const small = testClient(reg.host, { maxManifestBytes: 100 });
     const img = await pushImage(client, "stella/limits", "m", "x");
     await assert.rejects(small.pullManifest("stella/limits", img.digest), assertCode("OCI_TOO_LARGE", "100"));
   });
@@ -401,12 +389,7 @@ function referrersApiFetch(): typeof fetch {
 test("referrers API (simulated on top of the real registry): used when present, no fallback tag written", async () => {
   const reg = await startRegistry();
   try {
-    const c = new RegistryClient({
-      registry: reg.host,
-      insecure: true,
-      userAgent: UA,
-      fetch: referrersApiFetch(),
-    });
+    const c = testClient(reg.host, { fetch: referrersApiFetch() });
     const repo = "stella/api";
     const img = await pushImage(c, repo, "v1", "api subject\n");
     const a = await c.attachReferrer(repo, img.descriptor, { artifactType: "application/x.a" });
@@ -438,17 +421,12 @@ describe("auth", () => {
   });
 
   test("Basic auth against the registry's htpasswd; wrong password is OCI_AUTH", async () => {
-    const c = new RegistryClient({ registry: reg.host, insecure: true, userAgent: UA, auth: creds });
+    const c = testClient(reg.host, { auth: creds });
     const img = await pushImage(c, "stella/basic", "v1", "basic\n");
     assert.equal((await c.pullManifest("stella/basic", "v1")).digest, img.digest);
-    const anon = new RegistryClient({ registry: reg.host, insecure: true, userAgent: UA });
+    const anon = testClient(reg.host);
     await assert.rejects(anon.pullManifest("stella/basic", "v1"), assertCode("OCI_AUTH", "401", reg.host));
-    const wrong = new RegistryClient({
-      registry: reg.host,
-      insecure: true,
-      userAgent: UA,
-      auth: { username: "stella", password: "wrong" },
-    });
+    const wrong = testClient(reg.host, { auth: { username: "stella", password: "wrong" } });
     await assert.rejects(wrong.pullManifest("stella/basic", "v1"), assertCode("OCI_AUTH", "401"));
   });
 
@@ -456,7 +434,7 @@ describe("auth", () => {
     const upstream = await startRegistry();
     const front = await startBearerFront(upstream, creds);
     try {
-      const c = new RegistryClient({ registry: front.host, insecure: true, userAgent: UA, auth: creds });
+      const c = testClient(front.host, { auth: creds });
       const img = await pushImage(c, "stella/bearer", "v1", "bearer\n");
       assert.equal((await c.pullManifest("stella/bearer", "v1")).digest, img.digest);
       assert.deepEqual(await c.pullBlob("stella/bearer", img.layerDigest, { maxBytes: 1 << 20 }), img.layer);
@@ -468,15 +446,10 @@ describe("auth", () => {
       ]);
       assert.equal(front.tokenRequests.length, 2, JSON.stringify(front.tokenRequests));
 
-      const wrong = new RegistryClient({
-        registry: front.host,
-        insecure: true,
-        userAgent: UA,
-        auth: { username: "stella", password: "nope" },
-      });
+      const wrong = testClient(front.host, { auth: { username: "stella", password: "nope" } });
       await assert.rejects(wrong.pullManifest("stella/bearer", "v1"), assertCode("OCI_AUTH", "token", "401"));
       // anonymous: the client still asks the realm (as for public repositories); this realm refuses anonymous tokens
-      const anon = new RegistryClient({ registry: front.host, insecure: true, userAgent: UA });
+      const anon = testClient(front.host);
       const before = front.tokenRequests.length;
       await assert.rejects(anon.pullManifest("stella/bearer", "v1"), assertCode("OCI_AUTH", "token", "401"));
       assert.equal(front.tokenRequests.length, before + 1);
@@ -499,7 +472,7 @@ test("timeouts: a registry that never answers is OCI_TIMEOUT naming the registry
   const addr = server.address();
   const host = `127.0.0.1:${String(typeof addr === "object" && addr !== null ? addr.port : 0)}`;
   try {
-    const c = new RegistryClient({ registry: host, insecure: true, userAgent: UA, timeoutMs: 300 });
+    const c = testClient(host, { timeoutMs: 300 });
     await assert.rejects(c.pullManifest("a/b", "v1"), assertCode("OCI_TIMEOUT", host, "300 ms"));
   } finally {
     server.closeAllConnections();

@@ -9,13 +9,12 @@ import { after, before, describe, test } from "node:test";
 import { openArtifact } from "../artifacts/artifact.ts";
 import { isStellaError } from "../errors.ts";
 import { buildDebianImage } from "../testing/debian-image.ts";
-import { blobPath, startRegistry, type TestRegistry } from "../testing/registry.ts";
+import { blobPath, startRegistry, type TestRegistry, testClient } from "../testing/registry.ts";
 import { run } from "../testing/run.ts";
 import { MEDIA_TYPE_OCI_MANIFEST, RegistryClient, sha256Digest } from "./client.ts";
 import { exportImage, layoutSource, registrySource, type EvidenceSource } from "./evidence-source.ts";
 import { layoutBlobPath, pushLayout, readLayoutReferrers } from "./layout-sync.ts";
 
-const UA = "stella-evidence-test/0";
 const enc = new TextEncoder();
 const SIG_TYPE = "application/vnd.stellaops.test.signature+json";
 const FP_TYPE = "application/vnd.stellaops.funcproof+json";
@@ -42,7 +41,7 @@ describe("evidence sources against docker-registry", () => {
 
   before(async () => {
     reg = await startRegistry();
-    client = new RegistryClient({ registry: reg.host, insecure: true, userAgent: UA });
+    client = testClient(reg.host);
     work = await mkdtemp(join(tmpdir(), "stella-evsrc-"));
     const src = join(work, "src");
     await buildDebianImage(src, { packages: ["libacl1", "libattr1"], tag: "v1" });

@@ -9,12 +9,16 @@ import { after, before, describe, test } from "node:test";
 import { openArtifact } from "../artifacts/artifact.ts";
 import { isStellaError } from "../errors.ts";
 import { buildDebianImage } from "../testing/debian-image.ts";
-import { blobPath, startRegistry, type TestRegistry } from "../testing/registry.ts";
+import {
+  blobPath,
+  countingFetch,
+  startRegistry,
+  type TestRegistry,
+  testClient,
+} from "../testing/registry.ts";
 import { run } from "../testing/run.ts";
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, RegistryClient, sha256Digest } from "./client.ts";
 import { layoutBlobPath, pullToLayout, pushLayout, readLayoutReferrers } from "./layout-sync.ts";
-
-const UA = "stella-evidence-test/0";
 
 async function filesOf(dir: string): Promise<string[][]> {
   const a = await openArtifact(dir);
@@ -27,16 +31,6 @@ async function skopeo(args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Counts requests by method and path kind, for "was this uploaded again" checks. */
-function countingFetch(log: string[]): typeof fetch {
-  return (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    const u = new URL(url);
-    log.push(`${init?.method ?? "GET"} ${u.pathname}${u.search}`);
-    return fetch(input, init);
-  };
-}
-
 describe("layout sync against docker-registry", () => {
   let reg: TestRegistry;
   let client: RegistryClient;
@@ -47,12 +41,7 @@ describe("layout sync against docker-registry", () => {
 
   before(async () => {
     reg = await startRegistry();
-    client = new RegistryClient({
-      registry: reg.host,
-      insecure: true,
-      userAgent: UA,
-      fetch: countingFetch(log),
-    });
+    client = testClient(reg.host, { fetch: countingFetch(log) });
     work = await mkdtemp(join(tmpdir(), "stella-layout-sync-"));
     src = join(work, "src");
     const built = await buildDebianImage(src, { packages: ["coreutils"], tag: "v1" });

@@ -6,6 +6,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { RegistryClient, type RegistryClientOptions } from "../oci/client.ts";
 import { run } from "./run.ts";
 import { freePort, spawnServer } from "./server-process.ts";
 
@@ -174,4 +175,21 @@ export async function startBearerFront(
         });
       }),
   };
+}
+
+export const TEST_USER_AGENT = "stella-evidence-test/0";
+
+/** A fetch that logs `METHOD /path?query` of every request, for "was this uploaded again" checks. */
+export function countingFetch(log: string[]): typeof fetch {
+  return (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    const u = new URL(url);
+    log.push(`${init?.method ?? "GET"} ${u.pathname}${u.search}`);
+    return fetch(input, init);
+  };
+}
+
+/** A client for a test registry on loopback (plain HTTP), with the test user agent. */
+export function testClient(host: string, extra: Partial<RegistryClientOptions> = {}): RegistryClient {
+  return new RegistryClient({ registry: host, insecure: true, userAgent: TEST_USER_AGENT, ...extra });
 }

@@ -2,8 +2,9 @@
 // it: same args and env, except addresses moved to free loopback ports and a kubeconfig file.
 import { spawn, type ChildProcess } from "node:child_process";
 import { openSync, closeSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
+
+import { freePort } from "../../core/testing/server-process.ts";
 
 const MAIN = new URL("../../operator/main.ts", import.meta.url).pathname;
 const running = new Set<ChildProcess>();
@@ -13,19 +14,7 @@ process.on("exit", () => {
   for (const c of running) c.kill("SIGKILL");
 });
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
+export { freePort };
 
 export interface OperatorProcess {
   readonly pid: number;
